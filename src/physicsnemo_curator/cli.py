@@ -101,7 +101,7 @@ def _add_demo(subparsers: Any, load: bool) -> None:
     help_text = "Run the atomistic demo pipeline (needs the 'atm' extra)."
     parser = subparsers.add_parser("demo", help=help_text, description=help_text)
     if not load:
-        # Importing the demo pulls in the atm extra; only do it when asked for.
+        # Importing the demo pulls in the atm extra, so it happens only for 'psnc demo'.
         parser.add_argument("demo_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         return
     try:

@@ -88,7 +88,7 @@ def _store_files(directory: Path) -> list[Path]:
 
 
 def _pick_for_hash(files: list[Path], hash16: str) -> Path | None:
-    """The resume store ``<hash16>.db`` if present, else the newest ``<hash16>_<timestamp>.db``."""
+    """Return the resume store ``<hash16>.db`` if present, else the newest ``<hash16>_<timestamp>.db``."""
     resume = [p for p in files if p.name == f"{hash16}.db"]
     if resume:
         return resume[0]
@@ -152,11 +152,11 @@ def resolve_db_path(arg: str | os.PathLike[str], directory: str | os.PathLike[st
     Parameters
     ----------
     arg : str or Path
-        An existing database file (returned as is after a check that it is
-        a run store); a pipeline file (``.yaml``, ``.yml``, ``.json``), which
+        An existing database file, returned as is after a check that it is
+        a run store. Or a pipeline file (``.yaml``, ``.yml``, ``.json``), which
         is loaded and hashed the way the pipeline hashes itself, then matched
         against the cache directory (the resume store ``<hash16>.db``, else
-        the newest ``<hash16>_<timestamp>.db``); otherwise a hash prefix
+        the newest ``<hash16>_<timestamp>.db``). Otherwise, a hash prefix
         matched against the ``*.db`` files of the cache directory.
     directory : str or Path, optional
         Where to look for hash prefixes; defaults to
@@ -299,7 +299,7 @@ def parse_index_query(text: str) -> IndexQuery:
     parts = [p.strip() for p in query.split(",")]
     if all(p.isdigit() for p in parts):
         return IndexQuery("list", indices=tuple(dict.fromkeys(int(p) for p in parts)))
-    raise IndexQueryError(f"Cannot read the index query {text.strip()!r}. Accepted forms: {QUERY_FORMS}.")
+    raise IndexQueryError(f"Invalid index query {text.strip()!r}. Accepted forms: {QUERY_FORMS}.")
 
 
 def launch_dashboard(
