@@ -294,6 +294,18 @@ class IndexRunner:
             return []
         return _as_paths(pipeline.sink(stream, index))
 
+    def commit(self) -> dict[int, BaseException]:
+        """Commit buffered records; return ``{index: error}`` for those that could not be written."""
+        if self.writer is None or self.writer.flush():
+            return {}
+        from physicsnemo_curator.core.errors import StoreWriteError
+
+        reason = self.writer._last_failure
+        return {
+            r.index: StoreWriteError(f"Index {r.index} ran but could not be recorded in {self.writer.path} ({reason}).")
+            for r in self.writer.pending
+        }
+
     def flush_filters(self) -> list[tuple[int, str]]:
         """Call every filter's :meth:`~physicsnemo_curator.core.base.Filter.flush` and record the paths."""
         written: list[tuple[int, str]] = []

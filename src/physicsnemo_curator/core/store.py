@@ -37,6 +37,12 @@ logger = logging.getLogger(__name__)
 BUSY_RETRY_SECONDS = 60.0
 """How long a writer keeps retrying a locked database before it gives up on a record."""
 
+GROUP_COMMIT_SECONDS = 0.05
+"""Records that arrive within this time of the last commit are committed together."""
+
+GROUP_COMMIT_MAX = 256
+"""A batch of buffered records is committed once it reaches this size."""
+
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -183,34 +189,33 @@ class StoreWriter:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.conn = open_writable(self.path)
+        self.conn.execute("PRAGMA busy_timeout=0")
         self.pending: list[IndexRecord] = []
         self.commits = 0
+        self._last_commit = time.monotonic()
         self._last_failure: str | None = None
 
     # -- transactions -------------------------------------------------
 
     def _begin(self) -> None:
-        # NOTE: SQLite's own busy handler sleeps whole milliseconds, which
-        # would cap two busy writers far below their speed; a short random
-        # backoff here keeps contention cheap.
-        self.conn.execute("PRAGMA busy_timeout=0")
+        # SQLite's own busy handler sleeps whole milliseconds, which would cap
+        # two busy writers far below their speed, so the writer connection has
+        # busy_timeout=0 and backs off here in microseconds.
         deadline = time.monotonic() + BUSY_RETRY_SECONDS
         delay = 20e-6
-        try:
-            while True:
-                try:
-                    self.conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if not _is_transient(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(delay * (0.5 + random.random()))
-                    delay = min(delay * 2, 0.02)
-        finally:
-            self.conn.execute(f"PRAGMA busy_timeout={int(BUSY_RETRY_SECONDS * 1000)}")
+        while True:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_transient(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.02)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        """Run one statement in its own transaction, with the busy retry."""
+        """Run one statement in its own transaction, with the busy retry (pending records go first)."""
+        self.flush()
         self._begin()
         try:
             cursor = self.conn.execute(sql, params)
@@ -230,14 +235,19 @@ class StoreWriter:
     # -- index records ------------------------------------------------
 
     def record(self, record: IndexRecord) -> bool:
-        """Write one index's record; return ``True`` once it is committed.
+        """Queue one index's record and commit the queue when it is due.
 
-        On a write that keeps failing the record stays in :attr:`pending`, a
-        warning names the index and the reason, and ``False`` is returned;
-        the next call, or :meth:`flush`, retries it.
+        Records are group-committed: a record is written at once when the
+        last commit is older than :data:`GROUP_COMMIT_SECONDS`, else with the
+        next batch. Callers :meth:`flush` before they report indices as
+        completed. Returns ``False`` when a due commit failed; the record
+        then stays in :attr:`pending` and a warning names the index and the
+        reason.
         """
         self.pending.append(record)
-        return self.flush()
+        if len(self.pending) >= GROUP_COMMIT_MAX or time.monotonic() - self._last_commit >= GROUP_COMMIT_SECONDS:
+            return self.flush()
+        return True
 
     def flush(self) -> bool:
         """Write every pending record in one transaction; return ``True`` when none is left."""
@@ -246,8 +256,14 @@ class StoreWriter:
         try:
             self._begin()
             try:
+                done: dict[int, int] = {}
                 for record in self.pending:
                     self._insert(record)
+                    if record.worker_id is not None:
+                        done[record.worker_id] = done.get(record.worker_id, 0) + 1
+                self.conn.executemany(
+                    "UPDATE workers SET n_done = n_done + ? WHERE worker_id=?", [(n, w) for w, n in done.items()]
+                )
                 self.conn.execute("COMMIT")
             except BaseException:
                 self._rollback()
@@ -265,6 +281,7 @@ class StoreWriter:
                 self._last_failure = reason
             return False
         self.commits += 1
+        self._last_commit = time.monotonic()
         self.pending.clear()
         self._last_failure = None
         return True
@@ -313,8 +330,6 @@ class StoreWriter:
                 "INSERT INTO logs (ts, idx, worker_id, level, logger, message) VALUES (?,?,?,?,?,?)",
                 [(ts, r.index, r.worker_id, level, name, message) for ts, level, name, message in r.logs],
             )
-        if r.worker_id is not None:
-            conn.execute("UPDATE workers SET n_done = n_done + 1 WHERE worker_id=?", (r.worker_id,))
 
     # -- run bookkeeping ----------------------------------------------
 
@@ -397,6 +412,7 @@ class StoreWriter:
 
     def reset(self, indices: Sequence[int] | None = None) -> None:
         """Forget recorded indices (all when ``indices`` is ``None``) so they run again."""
+        self.flush()
         self._begin()
         try:
             if indices is None:

@@ -46,6 +46,9 @@ def run_chunk(key: str, pipeline_bytes: bytes, context: RunContext | None, indic
     for index in indices:
         paths, record, error = runner.run_index(index, replace=index in replace)
         results.append((index, paths, record if remote else None, portable_error(error)))
+    unwritten = runner.commit()
+    if unwritten:
+        results = [(i, None if i in unwritten else p, r, unwritten.get(i, e)) for i, p, r, e in results]
     return {"pid": os.getpid(), "host": socket.gethostname(), "worker_id": runner.worker_id, "results": results}
 
 

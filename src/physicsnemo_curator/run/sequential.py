@@ -15,9 +15,17 @@ class SequentialBackend:
         runner = IndexRunner(job.pipeline, job.context).open(register=True)
         try:
             for chunk in job.chunks(1):
+                results = []
                 for index in chunk.indices:
                     paths, _, error = runner.run_index(index, replace=index in job.replace)
-                    job.deliver(index, paths, None, error)
+                    if error is not None:
+                        unwritten = runner.commit()
+                        job.deliver(index, paths, None, unwritten.get(index, error))
+                    else:
+                        results.append((index, paths))
+                unwritten = runner.commit()
+                for index, paths in results:
+                    job.deliver(index, None if index in unwritten else paths, None, unwritten.get(index))
             runner.flush_filters()
         finally:
             runner.close()
