@@ -121,7 +121,7 @@ function render({ model, el: host }) {
         if (index === selected) {
           svg.append(svgNode("rect", { x: x - 1, y: pad.top, width: barW + 2, height: plotH, fill: "none", stroke: "currentColor", "stroke-width": 1.5 }));
         }
-        if (rows.length <= 40 || i % Math.ceil(rows.length / 20) === 0) {
+        if (rows.length <= 20 || i % Math.ceil(rows.length / 20) === 0) {
           const text = svgNode("text", { x: x + barW / 2, y: height - 6, "text-anchor": "middle", "font-size": 10, fill: "currentColor" });
           text.textContent = String(index);
           svg.append(text);
