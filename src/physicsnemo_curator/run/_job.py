@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,12 +55,38 @@ class Job:
     unrecorded: list[int] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     _pipeline_bytes: bytes | None = None
+    _portable_bytes: bytes | None = None
+    _remote_workers: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        heartbeat = self.options.pop("heartbeat_seconds", None)
+        if heartbeat is not None and self.context is not None:
+            self.context.heartbeat_seconds = float(heartbeat)
 
     @property
     def pipeline_bytes(self) -> bytes:
+        """The pickled pipeline, for workers forked from this process."""
         if self._pipeline_bytes is None:
             self._pipeline_bytes = pickle.dumps(self.pipeline)
         return self._pipeline_bytes
+
+    @property
+    def portable_bytes(self) -> bytes:
+        """The pipeline pickled for fresh interpreters: classes from ``__main__`` travel by value."""
+        if self._portable_bytes is None:
+            try:
+                import cloudpickle
+            except ImportError:
+                return self.pipeline_bytes
+            self._portable_bytes = cloudpickle.dumps(self.pipeline)
+        return self._portable_bytes
+
+    @property
+    def run_id(self) -> int | None:
+        return None if self.context is None else self.context.run_id
+
+    def replace_for(self, indices: Sequence[int]) -> set[int]:
+        return {i for i in indices if i in self.replace}
 
     def chunks(self, n_workers: int) -> list[Chunk]:
         """Split the work into chunks, honouring the source's and sink's partitions."""
@@ -87,6 +115,102 @@ class Job:
 
     def pending(self) -> list[int]:
         return [i for i in self.indices if i not in self.results]
+
+    def accept(self, reply: dict[str, Any]) -> None:
+        """Deliver every result of one chunk that a worker sent back (see ``_worker.run_chunk``).
+
+        Records that travelled back (remote mode) are attributed to the
+        worker, registered here on first sight, whose heartbeat advances
+        with each reply.
+        """
+        worker_id = None
+        if self.writer is not None and reply.get("remote"):
+            worker_id = self.remote_worker(reply["host"], reply["pid"])
+        for index, paths, record, error in reply["results"]:
+            if record is not None and worker_id is not None:
+                record.worker_id = worker_id
+            self.deliver(index, paths, record, error)
+
+    def remote_worker(self, host: str, pid: int, heartbeat: bool = True) -> int | None:
+        """Return the driver-side worker id of a worker that cannot write the store, registering it once."""
+        if self.writer is None:
+            return None
+        key = (host, pid)
+        worker_id = self._remote_workers.get(key)
+        if worker_id is None:
+            worker_id = self.writer.register_worker(self.run_id, self.context.backend if self.context else "", pid, host)
+            self._remote_workers[key] = worker_id
+        elif heartbeat:
+            self.writer.heartbeat(worker_id, "idle", None)
+        return worker_id
+
+    def finish_remote_worker(self, reply: dict[str, Any]) -> None:
+        """Record what a remote worker flushed at the end of its share, and mark it stopped."""
+        if self.writer is None or not reply.get("remote"):
+            return
+        worker_id = self.remote_worker(reply["host"], reply["pid"], heartbeat=False)
+        if worker_id is None:
+            return
+        if reply.get("flushed"):
+            self.writer.record_flush_artifacts(worker_id, reply["flushed"])
+        self.writer.mark_worker(worker_id, "stopped")
+
+    def worker_ids_of(self, pid: int, host: str | None = None) -> list[int]:
+        """Return the worker ids of this run that ran in process ``pid`` (registered by it or by the driver)."""
+        if self.writer is None:
+            return []
+        self.writer.flush()
+        ids = [
+            row[0]
+            for row in self.writer.conn.execute(
+                "SELECT worker_id FROM workers WHERE run_id IS ? AND pid=? AND (? IS NULL OR host=?)",
+                (self.run_id, pid, host, host),
+            )
+        ]
+        return ids
+
+    def mark_dead(self, pid: int, reason: str, host: str | None = None) -> None:
+        """Mark every worker of this run that lived in process ``pid`` as dead."""
+        for worker_id in self.worker_ids_of(pid, host):
+            self.writer.mark_worker(worker_id, "dead", reason)
+
+    def recover(self, indices: Sequence[int]) -> list[int]:
+        """Deliver the indices of ``indices`` that this run recorded; return the others, in order.
+
+        Used after a worker was lost with a chunk in flight: what it
+        committed is kept, the rest must run again.
+        """
+        todo = [i for i in indices if i not in self.results]
+        if not todo or self.writer is None:
+            return todo
+        self.writer.flush()
+        conn = self.writer.conn
+        recorded = {
+            idx: (status, message, blob)
+            for idx, status, message, blob in conn.execute(
+                "SELECT idx, status, error_message, exception FROM indices "
+                "WHERE run_id IS ? AND idx IN (SELECT value FROM json_each(?))",
+                (self.run_id, json.dumps(todo)),
+            )
+        }
+        outputs: dict[int, list[str]] = {}
+        if recorded:
+            for idx, path in conn.execute(
+                "SELECT idx, path FROM outputs WHERE idx IN (SELECT value FROM json_each(?)) ORDER BY rowid",
+                (json.dumps(sorted(recorded)),),
+            ):
+                outputs.setdefault(idx, []).append(path)
+        leftover = []
+        for index in todo:
+            if index not in recorded:
+                leftover.append(index)
+                continue
+            status, message, blob = recorded[index]
+            if status == "completed":
+                self.deliver(index, outputs.get(index, []), None, None)
+            else:
+                self.deliver(index, None, None, _stored_error(index, message, blob))
+        return leftover
 
 
 def partition_groups(pipeline: Pipeline, indices: Sequence[int]) -> list[list[int]] | None:
@@ -151,20 +275,37 @@ def _cover(groups: list[list[int]], indices: Sequence[int]) -> list[list[int]]:
     return out
 
 
-def worker_died_record(index: int, pid: int | None, exitcode: int | None, run_id: int | None, worker_id: int | None) -> tuple[IndexRecord, BaseException]:
+def _stored_error(index: int, message: str | None, blob: bytes | None) -> BaseException:
+    if blob is not None:
+        try:
+            error = pickle.loads(blob)
+            if isinstance(error, BaseException):
+                return error
+        except Exception:  # noqa: BLE001 - the class may not import here
+            pass
+    return RuntimeError(f"Index {index} failed: {message}")
+
+
+def exit_reason(exitcode: int | None) -> str:
+    """Say how a process ended, from its exit code (negative: the signal that killed it)."""
+    if exitcode is None:
+        return "ended"
+    if exitcode < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+def worker_died_record(
+    index: int, pid: int | None, exitcode: int | None, run_id: int | None, worker_id: int | None, how: str | None = None
+) -> tuple[IndexRecord, BaseException]:
     """Build the failure record of an index whose worker process ended under it."""
     from physicsnemo_curator.core.errors import WorkerDiedError
 
-    how = "exited"
-    if exitcode is not None and exitcode < 0:
-        import signal
-
-        try:
-            how = f"was killed by signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            how = f"was killed by signal {-exitcode}"
-    elif exitcode is not None:
-        how = f"exited with code {exitcode}"
+    if how is None:
+        how = exit_reason(exitcode)
     error = WorkerDiedError(f"Worker process {pid} {how} while running index {index}.")
     record = IndexRecord(
         index=index,

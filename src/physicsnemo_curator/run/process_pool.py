@@ -16,16 +16,18 @@ import signal
 from collections import deque
 from typing import Any
 
-from physicsnemo_curator.run._job import Chunk, Job, worker_died_record
-from physicsnemo_curator.run._worker import finish, run_chunk
+from physicsnemo_curator.run._job import Chunk, Job, exit_reason, worker_died_record
 
 logger = logging.getLogger(__name__)
 
 _IDLE = -1
 
+MAX_EARLY_DEATHS = 3
+"""Workers that may die in a row before running anything before the run gives up."""
+
 
 def _worker_main(conn: Any, key: str, pipeline_bytes: bytes, context: Any, current: Any, slot: int) -> None:
-    # The driver owns Ctrl-C: it stops the workers itself, between indices.
+    # The driver owns Ctrl-C: it stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from physicsnemo_curator.run import _worker
 
@@ -46,8 +48,8 @@ def _worker_main(conn: Any, key: str, pipeline_bytes: bytes, context: Any, curre
         if message is None:
             break
         chunk_id, indices, replace = message
-        conn.send(("chunk", chunk_id, run_chunk(key, pipeline_bytes, context, indices, replace)))
-    conn.send(("finished", finish(key)))
+        conn.send(("chunk", chunk_id, _worker.run_chunk(key, pipeline_bytes, context, indices, replace)))
+    conn.send(("finished", _worker.finish(key)))
     conn.close()
 
 
@@ -70,12 +72,17 @@ class _Worker:
 
 
 class ProcessPoolBackend:
-    """Local worker processes fed small chunks of indices over pipes."""
+    """Local worker processes fed small chunks of indices over pipes.
+
+    Options (``run_pipeline(..., start_method=...)``): ``start_method``, the
+    multiprocessing start method (``fork`` where available, else ``spawn``).
+    """
 
     name = "process_pool"
 
     def __init__(self, start_method: str | None = None) -> None:
         self.start_method = start_method
+        self._early_deaths = 0
 
     def run(self, job: Job) -> None:
         method = job.options.get("start_method") or self.start_method
@@ -102,7 +109,7 @@ class ProcessPoolBackend:
             if queue:
                 worker.chunk = queue.popleft()
                 chunk_id, chunk = worker.chunk
-                worker.parent.send((chunk_id, chunk.indices, {i for i in chunk.indices if i in job.replace}))
+                worker.parent.send((chunk_id, chunk.indices, job.replace_for(chunk.indices)))
             elif not worker.finished:
                 worker.chunk = None
                 worker.finished = True
@@ -110,7 +117,7 @@ class ProcessPoolBackend:
 
         stopping: list[_Worker] = []
         while True:
-            live = [w for w in workers if not (w.finished and w.chunk is None and w in stopping)]
+            live = [w for w in workers if w not in stopping]
             if not live:
                 break
             waitables: dict[Any, _Worker] = {}
@@ -119,6 +126,8 @@ class ProcessPoolBackend:
                 waitables[worker.process.sentinel] = worker
             for ready in multiprocessing.connection.wait(list(waitables)):
                 worker = waitables[ready]
+                if worker in stopping:
+                    continue
                 if ready is worker.parent:
                     try:
                         message = worker.parent.recv()
@@ -128,63 +137,67 @@ class ProcessPoolBackend:
                     if kind == "ready":
                         worker.ready = True
                         worker.worker_id = message[2]
+                        self._early_deaths = 0
                         feed(worker)
                     elif kind == "chunk":
                         worker.chunk = None
-                        for index, paths, record, error in message[2]["results"]:
-                            job.deliver(index, paths, record, error)
+                        job.accept(message[2])
                         feed(worker)
                     elif kind == "finished":
                         stopping.append(worker)
                         worker.chunk = None
-                elif worker not in stopping:
+                        job.finish_remote_worker(message[1])
+                else:
                     self._handle_death(ctx, job, key, current, workers, worker, queue)
                     break
-                else:
-                    # A worker that already reported "finished" has exited normally.
-                    pass
 
     def _handle_death(self, ctx: Any, job: Job, key: str, current: Any, workers: list[_Worker], worker: _Worker, queue: deque[tuple[int, Chunk]]) -> None:
         worker.process.join(timeout=5)
+        # A reply the worker sent just before it died is still worth taking.
+        try:
+            while worker.parent.poll():
+                message = worker.parent.recv()
+                if message[0] == "chunk":
+                    worker.chunk = None
+                    job.accept(message[2])
+        except (EOFError, OSError):
+            pass
         exitcode = worker.process.exitcode
         pid = worker.process.pid
         running = current[worker.slot]
         current[worker.slot] = _IDLE
-        logger.warning("Worker process %s ended with exit code %s while running index %s", pid, exitcode, running)
+        how = exit_reason(exitcode)
+        logger.warning("Worker process %s %s while running index %s", pid, how, None if running == _IDLE else running)
 
-        if job.writer is not None and worker.worker_id is not None:
-            reason = f"exit code {exitcode}" if exitcode is None or exitcode >= 0 else f"signal {signal.Signals(-exitcode).name}"
-            job.writer.mark_worker(worker.worker_id, "dead", reason)
+        if not worker.ready:
+            self._early_deaths += 1
+            if self._early_deaths >= MAX_EARLY_DEATHS:
+                raise RuntimeError(
+                    f"{self._early_deaths} worker processes in a row {how} before running any index "
+                    f"(last pid {pid}); the pipeline probably cannot be loaded in a worker. "
+                    f"Run it with n_jobs=1 to see the error."
+                )
+        if job.writer is not None and pid is not None:
+            reason = f"process {pid} {how}"
+            if worker.worker_id is not None:
+                job.writer.mark_worker(worker.worker_id, "dead", reason)
+            else:
+                job.mark_dead(pid, reason)
 
         if worker.chunk is not None:
             chunk_id, chunk = worker.chunk
-            recorded = self._recorded(job, chunk.indices)
-            leftover: list[int] = []
-            for index in chunk.indices:
-                if index in recorded:
-                    status, paths = recorded[index]
-                    job.deliver(index, paths if status == "completed" else None, None, None if status == "completed" else RuntimeError(f"index {index} failed"))
-                elif index == running:
-                    record, error = worker_died_record(index, pid, exitcode, job.context.run_id if job.context else None, worker.worker_id)
-                    job.deliver(index, None, record if job.writer is not None else None, error)
-                else:
-                    leftover.append(index)
+            leftover = job.recover(chunk.indices)
+            if running in leftover:
+                worker_id = worker.worker_id
+                if worker_id is None and job.writer is not None:
+                    ids = job.worker_ids_of(pid)
+                    worker_id = ids[0] if ids else None
+                record, error = worker_died_record(running, pid, exitcode, job.run_id, worker_id, how)
+                leftover.remove(running)
+                job.deliver(running, None, record if job.writer is not None else None, error)
             if leftover:
                 queue.appendleft((chunk_id, Chunk(leftover, chunk.ordered)))
         worker.parent.close()
 
         replacement = _Worker(ctx, job, key, current, worker.slot)
         workers[workers.index(worker)] = replacement
-
-    @staticmethod
-    def _recorded(job: Job, indices: list[int]) -> dict[int, tuple[str, list[str]]]:
-        if job.writer is None:
-            return {}
-        conn = job.writer.conn
-        out: dict[int, tuple[str, list[str]]] = {}
-        for index in indices:
-            row = conn.execute("SELECT status FROM indices WHERE idx=? AND run_id IS ?", (index, job.context.run_id if job.context else None)).fetchone()
-            if row is not None:
-                paths = [r[0] for r in conn.execute("SELECT path FROM outputs WHERE idx=? ORDER BY rowid", (index,))]
-                out[index] = (row[0], paths)
-        return out

@@ -1,0 +1,166 @@
+"""The ``dask`` backend: chunks of indices on a ``dask.distributed`` cluster.
+
+It uses the ``client=`` option, else the current Client, else a local
+cluster of ``n_jobs`` single-threaded worker processes bound to 127.0.0.1
+that lives for the run. Each worker checks once that it can write the run
+store the driver opened; workers that cannot (on other hosts) send their
+records back with their results, and the driver writes them, registers
+those workers and advances their heartbeats as their results arrive.
+
+Dask reruns a task whose worker died on another worker; chunks are
+therefore idempotent (a rerun returns what the run already recorded). A
+chunk that keeps killing workers (``KilledWorker``) is split into single
+indices, and an index that kills a worker on its own is recorded as failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections import deque
+from typing import Any
+
+from physicsnemo_curator.run import _worker
+from physicsnemo_curator.run._job import Chunk, Job, worker_died_record
+
+logger = logging.getLogger(__name__)
+
+_EXTRA_HINT = 'pip install "physicsnemo-curator[dask]"'
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ImportError(f"The dask backend needs dask.distributed: {_EXTRA_HINT}") from exc
+    return distributed
+
+
+class DaskBackend:
+    """Chunks of indices as Dask tasks, on a given, current or local cluster.
+
+    Options: ``client`` (a ``distributed.Client`` to use), ``remote`` (force
+    driver-side writes, set by ``run_pipeline(..., remote=True)``).
+    """
+
+    name = "dask"
+
+    def run(self, job: Job) -> None:
+        distributed = _import_distributed()
+        client = job.options.get("client")
+        owned: list[Any] = []
+        if client is None:
+            try:
+                client = distributed.default_client()
+            except ValueError:
+                client = None
+        if client is None:
+            cluster = distributed.LocalCluster(
+                n_workers=job.n_jobs,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+            )
+            owned.append(cluster)
+            client = distributed.Client(cluster)
+            owned.insert(0, client)
+            logger.info("Started a local Dask cluster with %d worker processes for %s", job.n_jobs, job.pipeline.db_path)
+
+        key = f"dask-{os.getpid()}-{uuid.uuid4().hex}"
+        futures: list[Any] = []
+        clean = False
+        try:
+            self._run(distributed, client, job, key, futures)
+            clean = True
+            self._finish(client, job, key)
+        finally:
+            if not clean:
+                self._stop(client, key, futures, owned)
+            for resource in owned:
+                try:
+                    resource.close()
+                except Exception as exc:  # noqa: BLE001 - closing is best effort
+                    logger.warning("Closing the local Dask cluster failed: %s", exc)
+
+    def _run(self, distributed: Any, client: Any, job: Job, key: str, futures: list[Any]) -> None:
+        driver = (socket.gethostname(), os.getpid())
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})) or job.n_jobs)
+        payload = client.scatter(job.portable_bytes, broadcast=True, hash=False)
+        queue: deque[tuple[Chunk, bool]] = deque((chunk, False) for chunk in job.chunks(n_workers))
+        while queue:
+            submitted: dict[Any, tuple[Chunk, bool]] = {}
+            while queue:
+                chunk, alone = queue.popleft()
+                future = client.submit(
+                    _worker.run_chunk,
+                    key,
+                    payload,
+                    job.context,
+                    chunk.indices,
+                    job.replace_for(chunk.indices),
+                    driver,
+                    None,
+                    True,
+                    pure=False,
+                    key=f"psnc-chunk-{uuid.uuid4().hex}",
+                )
+                submitted[future] = (chunk, alone)
+                futures.append(future)
+            for future in distributed.as_completed(list(submitted)):
+                chunk, alone = submitted.pop(future)
+                try:
+                    reply = future.result()
+                except distributed.KilledWorker as exc:
+                    self._killed(job, chunk, alone, exc, queue)
+                    continue
+                job.accept(reply)
+            futures.clear()
+
+    @staticmethod
+    def _killed(job: Job, chunk: Chunk, alone: bool, exc: BaseException, queue: deque[tuple[Chunk, bool]]) -> None:
+        leftover = job.recover(chunk.indices)
+        if not leftover:
+            return
+        if not alone and (len(leftover) > 1 or chunk.ordered):
+            logger.warning("A chunk of %d indices kept killing Dask workers; running them one by one", len(leftover))
+            if chunk.ordered:
+                queue.extend((Chunk([i], True), True) for i in leftover)
+            else:
+                queue.extend((Chunk([i]), True) for i in leftover)
+            return
+        for index in leftover:
+            record, error = worker_died_record(
+                index, None, None, job.run_id, None, f"(a Dask worker) died each time it ran it ({exc})"
+            )
+            job.deliver(index, None, record if job.writer is not None else None, error)
+
+    @staticmethod
+    def _finish(client: Any, job: Job, key: str) -> None:
+        """Flush and close the runner in every worker; in remote mode record what they flushed."""
+        workers = list(client.scheduler_info().get("workers", {}))
+        futures = [
+            client.submit(_worker.finish, key, workers=[address], allow_other_workers=False, pure=False, key=f"psnc-finish-{uuid.uuid4().hex}")
+            for address in workers
+        ]
+        for reply in client.gather(futures):
+            if reply["had_runner"]:
+                job.finish_remote_worker(reply)
+
+    @staticmethod
+    def _stop(client: Any, key: str, futures: list[Any], owned: list[Any]) -> None:
+        """After an interrupt or an error: cancel what is queued; close the runners left in a user's workers."""
+        try:
+            if futures:
+                client.cancel(futures)
+            if not owned:
+                import distributed
+
+                for address in list(client.scheduler_info().get("workers", {})):
+                    distributed.fire_and_forget(
+                        client.submit(_worker.abandon, key, workers=[address], allow_other_workers=False, pure=False)
+                    )
+        except Exception as exc:  # noqa: BLE001 - the run's own exception matters more
+            logger.warning("Cancelling the run's Dask tasks failed: %s", exc)
