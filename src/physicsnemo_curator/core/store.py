@@ -84,6 +84,10 @@ def _looks_like_sqlite(path: Path) -> bool:
 def _configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    # Each checkpoint fsyncs the database; at SQLite's default of 1,000 pages
+    # those fsyncs stalled the sinks' own file writes several-fold (measured in
+    # benchmarks/bench_core.py), so the WAL may grow to about 40 MB first.
+    conn.execute("PRAGMA wal_autocheckpoint=10000")
     conn.execute("PRAGMA foreign_keys=ON")
 
 
