@@ -45,6 +45,11 @@ class _StoreWidget(anywidget.AnyWidget):
 
     store_state = traitlets.Dict().tag(sync=True)
 
+    # Class defaults so that close() works on a widget whose __init__ raised.
+    _poller: Poller | None = None
+    _monitor: RunMonitor | None = None
+    _closed = False
+
     def __init__(
         self,
         db: str | os.PathLike[str] | Any,
@@ -68,8 +73,6 @@ class _StoreWidget(anywidget.AnyWidget):
         self.idle_stop = float(idle_stop)
         self._monitor = RunMonitor(_db_path(db), stale_after=stale_after)
         self._lock = threading.RLock()
-        self._poller: Poller | None = None
-        self._closed = False
         self._artifacts_at = 0.0
         self._classes: dict[int, type] | None = None
         self.store_state = self._monitor.header()
@@ -116,8 +119,9 @@ class _StoreWidget(anywidget.AnyWidget):
         """Stop polling, close the store connection and close the widget."""
         self._closed = True
         self.stop()
-        with self._lock:
-            self._monitor.close()
+        if self._monitor is not None:
+            with self._lock:
+                self._monitor.close()
         super().close()
 
     # -- polling ------------------------------------------------------------
