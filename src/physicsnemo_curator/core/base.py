@@ -60,7 +60,10 @@ class _Component:
         types and descriptions.
         """
         out = []
-        signature = inspect.signature(cls.__init__)
+        try:
+            signature = inspect.signature(cls.__init__, eval_str=True)
+        except (NameError, TypeError, SyntaxError):
+            signature = inspect.signature(cls.__init__)
         for parameter in list(signature.parameters.values())[1:]:
             if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
                 continue
