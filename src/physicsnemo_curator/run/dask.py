@@ -109,7 +109,7 @@ class DaskBackend:
                 )
                 submitted[future] = (chunk, alone)
                 futures.append(future)
-            for future in distributed.as_completed(list(submitted)):
+            for future in distributed.as_completed(list(submitted), loop=client.loop):
                 chunk, alone = submitted.pop(future)
                 try:
                     reply = future.result()
