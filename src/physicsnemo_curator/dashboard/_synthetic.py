@@ -20,6 +20,11 @@ from physicsnemo_curator.core.store import open_writable
 DEFAULT_STAGES = (("source", "source"), ("Normalize", "filter"), ("MeanFilter", "filter"), ("sink", "sink"))
 
 
+def _fill(pattern: str, index: int) -> str:
+    # Plain replacement, not str.format, so patterns may contain any braces.
+    return pattern.replace("{idx}", str(index)).replace("{idx:07d}", f"{index:07d}")
+
+
 def write_store(
     path: str | os.PathLike[str],
     n: int,
@@ -126,8 +131,8 @@ def write_store(
                 ix, "error" if bad else "completed", run, int(worker[i]), float(started[i]), int(wall[i]), int(wall[i]) // 2,
                 int(peak[i]), int(rss[i]), None if gpu is None else int(gpu[i]),
                 "ValueError" if bad else None,
-                error_message.format(idx=ix) if bad else None,
-                ("Traceback (most recent call last):\n  ...\nValueError: " + error_message.format(idx=ix)) if bad else None,
+                _fill(error_message, ix) if bad else None,
+                ("Traceback (most recent call last):\n  ...\nValueError: " + _fill(error_message, ix)) if bad else None,
             ))
         conn.executemany(
             "INSERT OR REPLACE INTO indices (idx, status, run_id, worker_id, started_at, wall_ns, cpu_ns, peak_mem, "
@@ -143,12 +148,12 @@ def write_store(
         if output_pattern:
             conn.executemany(
                 "INSERT INTO outputs (idx, path) VALUES (?,?)",
-                ((int(idx[i]), output_pattern.format(idx=int(idx[i]))) for i in range(n) if ok[i]),
+                ((int(idx[i]), _fill(output_pattern, int(idx[i]))) for i in range(n) if ok[i]),
             )
         if artifact_paths:
             conn.executemany(
                 "INSERT INTO artifacts (idx, position, worker_id, path) VALUES (?,?,?,?)",
-                ((int(idx[i]), pos, int(worker[i]), p.format(idx=int(idx[i])))
+                ((int(idx[i]), pos, int(worker[i]), _fill(p, int(idx[i])))
                  for i in range(n) if ok[i] for pos, paths in artifact_paths.items() for p in paths),
             )
         if flush_artifacts:

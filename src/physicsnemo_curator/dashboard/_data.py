@@ -1,0 +1,204 @@
+"""The dashboard's view of one run store, shared by every browser session.
+
+:class:`DashboardData` wraps a :class:`~physicsnemo_curator.monitor.RunMonitor`
+(read-only connection, incremental reads) behind a lock, polls it at most
+once per ``min_gap`` seconds however many sessions ask, and caches the
+payloads of the current data version so that sessions share the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from physicsnemo_curator.dashboard._cli import IndexQuery
+from physicsnemo_curator.monitor import RunMonitor, payloads
+from physicsnemo_curator.monitor.artifacts import artifacts_payload, filter_classes
+from physicsnemo_curator.monitor._reader import OPEN, read_error_detail, read_outputs
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZES = (20, 50, 100)
+
+
+class DashboardData:
+    """Shared, lock-protected access to one run store for the dashboard.
+
+    Parameters
+    ----------
+    path : str or Path
+        The run store file (it may not exist yet: the page then says it is waiting).
+    min_gap : float
+        Polls closer together than this many seconds reuse the last result.
+    clock : callable
+        Returns the current Unix time.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], min_gap: float = 0.25, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.monitor = RunMonitor(self.path, clock=clock)
+        self.min_gap = min_gap
+        self.version = 0
+        self.polls = 0
+        self.last_poll_seconds = 0.0
+        self.last_rows = 0
+        self._lock = threading.RLock()
+        self._last_poll = -1e9
+        self._cache: dict[str, tuple[int, Any]] = {}
+
+    # -- polling ----------------------------------------------------------
+
+    def poll(self, force: bool = False) -> int:
+        """Read what changed in the store (at most once per ``min_gap``); return the data version."""
+        with self._lock:
+            now = time.monotonic()
+            if not force and now - self._last_poll < self.min_gap:
+                return self.version
+            self._last_poll = now
+            started = time.perf_counter()
+            result = self.monitor.poll()
+            self.polls += 1
+            if result.changed:
+                self.version += 1
+                self.last_rows = result.n_rows
+                self.last_poll_seconds = time.perf_counter() - started
+                logger.debug("Poll of %s read %d rows in %.4f s", self.path, result.n_rows, self.last_poll_seconds)
+            return self.version
+
+    def close(self) -> None:
+        with self._lock:
+            self.monitor.close()
+
+    @property
+    def state(self) -> str:
+        return self.monitor.state
+
+    @property
+    def is_open(self) -> bool:
+        return self.monitor.reader.state == OPEN
+
+    @property
+    def live(self) -> bool:
+        return self.monitor.state == "live"
+
+    def _cached(self, key: str, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == self.version:
+                return hit[1]
+            value = build()
+            self._cache[key] = (self.version, value)
+            return value
+
+    # -- payloads (cached per data version) --------------------------------
+
+    def header(self) -> dict[str, Any]:
+        return self._cached("header", self.monitor.header)
+
+    def progress(self) -> dict[str, Any]:
+        """Return the progress payload at the current time (never cached: elapsed time moves)."""
+        with self._lock:
+            return self.monitor.progress()
+
+    def timeline(self) -> tuple[dict[str, Any], bytes]:
+        return self._cached("timeline", self.monitor.timeline)
+
+    def stage_bars(self) -> dict[str, Any]:
+        return self._cached("stage_bars", self.monitor.stage_bars)
+
+    def histogram(self, field: str) -> dict[str, Any]:
+        return self._cached(f"hist:{field}", lambda: payloads.histogram_payload(self.monitor.table, field, bins=30))
+
+    def slowest(self, n: int = 10) -> list[dict[str, Any]]:
+        return self._cached(f"slowest:{n}", lambda: payloads.slowest_indices(self.monitor.table, n))
+
+    def errors(self, n: int = 10) -> list[dict[str, Any]]:
+        return self._cached(f"errors:{n}", lambda: payloads.error_log(self.monitor.table, n))
+
+    def stages(self) -> list[dict[str, Any]]:
+        return list(self.monitor.stages)
+
+    def stage_stats(self) -> list[dict[str, Any]]:
+        return self._cached("stage_stats", lambda: payloads.stage_statistics(self.monitor.table, self.monitor.stages))
+
+    def meta(self) -> dict[str, Any]:
+        return dict(self.monitor.meta)
+
+    def filter_classes(self) -> dict[int, type]:
+        return self._cached("filter_classes", lambda: filter_classes(self.monitor.meta))
+
+    def recent_outputs(self, n: int = 20) -> list[dict[str, Any]]:
+        return self._cached(f"outputs:{n}", lambda: self._read(lambda conn: read_outputs(conn, None, limit=n), []))
+
+    def artifacts(self, index: int | None) -> dict[str, Any]:
+        key = f"artifacts:{index}"
+        return self._cached(key, lambda: self._read(lambda conn: artifacts_payload(conn, index, meta=self.monitor.meta),
+                                                     {"index": index, "outputs": [], "groups": []}))
+
+    def artifact_paths(self, position: int, index: int | None) -> list[str]:
+        """Return every artifact path of the filter at ``position`` (of ``index``, or of the whole run)."""
+        def read(conn: sqlite3.Connection) -> list[str]:
+            if index is None:
+                rows = conn.execute("SELECT DISTINCT path FROM artifacts WHERE position = ? ORDER BY rowid", (position,))
+            else:
+                rows = conn.execute(
+                    "SELECT path FROM artifacts WHERE position = ? AND idx = ? ORDER BY rowid", (position, index)
+                )
+            return [r[0] for r in rows]
+
+        return self._cached(f"paths:{position}:{index}", lambda: self._read(read, []))
+
+    def index_detail(self, index: int) -> dict[str, Any] | None:
+        """Return the stored row of ``index`` with its stage times and error, or ``None``."""
+        def read(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute(
+                "SELECT idx, status, worker_id, started_at, wall_ns, cpu_ns, peak_mem, rss_peak, gpu_mem "
+                "FROM indices WHERE idx = ?",
+                (index,),
+            ).fetchone()
+            if row is None:
+                return None
+            keys = ("index", "status", "worker_id", "started_at", "wall_ns", "cpu_ns", "peak_mem", "rss_peak", "gpu_mem")
+            out = dict(zip(keys, row))
+            names = {s["position"]: s["name"] for s in self.monitor.stages}
+            out["stages"] = [
+                {"position": p, "name": names.get(p, f"stage {p}"), "wall_ns": w}
+                for p, w in conn.execute("SELECT position, wall_ns FROM stage_times WHERE idx = ? ORDER BY position", (index,))
+            ]
+            out["error"] = read_error_detail(conn, index)
+            return out
+
+        return self._cached(f"detail:{index}", lambda: self._read(read, None))
+
+    def query(self, query: IndexQuery, page: int, page_size: int) -> tuple[int, list[dict[str, Any]]]:
+        """Return ``(matching count, rows of page)`` for an index query, ordered by index."""
+        where, params = query.sql()
+
+        def read(conn: sqlite3.Connection) -> tuple[int, list[dict[str, Any]]]:
+            total = conn.execute(f"SELECT count(*) FROM indices WHERE {where}", params).fetchone()[0]  # noqa: S608
+            rows = conn.execute(
+                f"SELECT idx, status, wall_ns, peak_mem, rss_peak, worker_id, error_type, error_message "  # noqa: S608
+                f"FROM indices WHERE {where} ORDER BY idx LIMIT ? OFFSET ?",
+                (*params, page_size, page * page_size),
+            ).fetchall()
+            keys = ("index", "status", "wall_ns", "peak_mem", "rss_peak", "worker_id", "error_type", "error_message")
+            return int(total), [dict(zip(keys, r)) for r in rows]
+
+        return self._cached(f"query:{query}:{page}:{page_size}", lambda: self._read(read, (0, [])))
+
+    def _read(self, reader: Callable[[sqlite3.Connection], Any], default: Any) -> Any:
+        with self._lock:
+            conn = self.monitor.reader.conn
+            if conn is None:
+                return default
+            try:
+                return reader(conn)
+            except sqlite3.Error as exc:
+                logger.warning("Reading %s for the dashboard failed: %s", self.path, exc)
+                return default

@@ -1,0 +1,1 @@
+"""The dashboard's tabs: Overview, Pipeline and Performance, one module each."""
