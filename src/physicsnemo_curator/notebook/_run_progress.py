@@ -26,6 +26,10 @@ class RunProgressWidget(anywidget.AnyWidget):
     store_state = traitlets.Dict().tag(sync=True)
     progress = traitlets.Dict().tag(sync=True)
 
+    def __repr__(self) -> str:
+        p = self.progress
+        return f"RunProgressWidget(completed={p.get('completed')}, failed={p.get('failed')}, total={p.get('total')})"
+
 
 class NotebookProgress:
     """Progress of one ``run_pipeline`` call, shown as a widget in the notebook.
