@@ -8,6 +8,7 @@ driver), the worker's id, the memory probes and the log capture.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -127,6 +128,9 @@ class IndexRunner:
         self._heartbeat: _Heartbeat | None = None
         self._capture: _LogCapture | None = None
         self._original_showwarning: Any = None
+        self._lazy = [inspect.isgeneratorfunction(type(pipeline.source).__getitem__)] + [
+            inspect.isgeneratorfunction(type(flt).__call__) for flt in pipeline.filters
+        ]
 
     # -- lifecycle ----------------------------------------------------
 
@@ -188,17 +192,26 @@ class IndexRunner:
     # -- one index ----------------------------------------------------
 
     def _stream(self, index: int) -> tuple[list[TimedIterator], Any]:
+        # Calling a generator function only builds the generator, so its call
+        # is not timed: each clock read costs about 1.7 us on a VM.
         pipeline = self.pipeline
-        wall = perf_counter_ns()
-        cpu = process_time_ns()
-        produced = pipeline.source[index]
-        timers = [TimedIterator(produced, perf_counter_ns() - wall, process_time_ns() - cpu)]
-        for flt in pipeline.filters:
+        if self._lazy[0]:
+            timers = [TimedIterator(pipeline.source[index])]
+        else:
             wall = perf_counter_ns()
             cpu = process_time_ns()
-            stream = flt(timers[-1])
+            produced = pipeline.source[index]
+            timers = [TimedIterator(produced, perf_counter_ns() - wall, process_time_ns() - cpu)]
+        for flt, lazy in zip(pipeline.filters, self._lazy[1:]):
+            upstream = timers[-1]
+            if lazy:
+                timers.append(TimedIterator(flt(upstream), upstream.wall_ns, upstream.cpu_ns))
+                continue
+            wall = perf_counter_ns()
+            cpu = process_time_ns()
+            stream = flt(upstream)
             # A filter that is not a generator function does its work in the call itself.
-            timers.append(TimedIterator(stream, timers[-1].wall_ns + perf_counter_ns() - wall, timers[-1].cpu_ns + process_time_ns() - cpu))
+            timers.append(TimedIterator(stream, upstream.wall_ns + perf_counter_ns() - wall, upstream.cpu_ns + process_time_ns() - cpu))
         return timers, timers[-1]
 
     def run_index(self, index: int, replace: bool = False) -> tuple[list[str] | None, IndexRecord | None, BaseException | None]:

@@ -260,9 +260,9 @@ class StoreWriter:
         try:
             self._begin()
             try:
+                self._insert_all(self.pending)
                 done: dict[int, int] = {}
                 for record in self.pending:
-                    self._insert(record)
                     if record.worker_id is not None:
                         done[record.worker_id] = done.get(record.worker_id, 0) + 1
                 self.conn.executemany(
@@ -290,50 +290,37 @@ class StoreWriter:
         self._last_failure = None
         return True
 
-    def _insert(self, r: IndexRecord) -> None:
+    def _insert_all(self, records: Sequence[IndexRecord]) -> None:
+        # One executemany per table for the whole batch: per-record calls
+        # cost more in Python than SQLite spends on the rows.
         conn = self.conn
-        if r.replace:
-            conn.execute("DELETE FROM stage_times WHERE idx=?", (r.index,))
-            conn.execute("DELETE FROM outputs WHERE idx=?", (r.index,))
-            conn.execute("DELETE FROM artifacts WHERE idx=?", (r.index,))
-        conn.execute(
+        replaced = [(r.index,) for r in records if r.replace]
+        if replaced:
+            for table in ("stage_times", "outputs", "artifacts"):
+                conn.executemany(f"DELETE FROM {table} WHERE idx=?", replaced)  # noqa: S608 - fixed table names
+        conn.executemany(
             "INSERT OR REPLACE INTO indices (idx, status, run_id, worker_id, started_at, wall_ns, cpu_ns, "
             "peak_mem, rss_peak, gpu_mem, error_type, error_message, traceback, exception) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                r.index,
-                r.status,
-                r.run_id,
-                r.worker_id,
-                r.started_at,
-                r.wall_ns,
-                r.cpu_ns,
-                r.peak_mem,
-                r.rss_peak,
-                r.gpu_mem,
-                r.error_type,
-                r.error_message,
-                r.traceback,
-                r.exception,
-            ),
+            [
+                (
+                    r.index, r.status, r.run_id, r.worker_id, r.started_at, r.wall_ns, r.cpu_ns, r.peak_mem,
+                    r.rss_peak, r.gpu_mem, r.error_type, r.error_message, r.traceback, r.exception,
+                )
+                for r in records
+            ],
         )
-        if r.stages:
-            conn.executemany(
-                "INSERT OR REPLACE INTO stage_times (idx, position, wall_ns, cpu_ns) VALUES (?,?,?,?)",
-                [(r.index, position, wall, cpu) for position, wall, cpu in r.stages],
-            )
-        if r.outputs:
-            conn.executemany("INSERT INTO outputs (idx, path) VALUES (?,?)", [(r.index, p) for p in r.outputs])
-        if r.artifacts:
-            conn.executemany(
-                "INSERT INTO artifacts (idx, position, worker_id, path) VALUES (?,?,?,?)",
-                [(r.index, position, r.worker_id, p) for position, p in r.artifacts],
-            )
-        if r.logs:
-            conn.executemany(
-                "INSERT INTO logs (ts, idx, worker_id, level, logger, message) VALUES (?,?,?,?,?,?)",
-                [(ts, r.index, r.worker_id, level, name, message) for ts, level, name, message in r.logs],
-            )
+        conn.executemany(
+            "INSERT OR REPLACE INTO stage_times (idx, position, wall_ns, cpu_ns) VALUES (?,?,?,?)",
+            [(r.index, position, wall, cpu) for r in records for position, wall, cpu in r.stages],
+        )
+        conn.executemany("INSERT INTO outputs (idx, path) VALUES (?,?)", [(r.index, p) for r in records for p in r.outputs])
+        artifacts = [(r.index, position, r.worker_id, p) for r in records for position, p in r.artifacts]
+        if artifacts:
+            conn.executemany("INSERT INTO artifacts (idx, position, worker_id, path) VALUES (?,?,?,?)", artifacts)
+        logs = [(ts, r.index, r.worker_id, level, name, message) for r in records for ts, level, name, message in r.logs]
+        if logs:
+            conn.executemany("INSERT INTO logs (ts, idx, worker_id, level, logger, message) VALUES (?,?,?,?,?,?)", logs)
 
     # -- run bookkeeping ----------------------------------------------
 
