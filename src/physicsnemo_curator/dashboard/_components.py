@@ -35,7 +35,15 @@ def _classes() -> dict[str, type]:
         store_state = param.Dict(default={})
         selected_index = param.Integer(default=None, allow_None=True)
 
-    classes: dict[str, type] = {"progress": ProgressView, "timeline": TimelineView}
+    class StageBarsView(AnyWidgetComponent):
+        """Stacked own time per stage (per index, or totals), a stage filter and a statistics table."""
+
+        _esm = esm("stage_bars")
+        stages = param.Dict(default={})
+        store_state = param.Dict(default={})
+        selected_index = param.Integer(default=None, allow_None=True)
+
+    classes: dict[str, type] = {"progress": ProgressView, "timeline": TimelineView, "stage_bars": StageBarsView}
     return classes
 
 
