@@ -41,7 +41,8 @@ def test_generic_components_and_params():
     assert MeshFilter.dashboard_panel([], selected_index=None) is None
     assert MeshFilter.dashboard_layout_hints() == {}
     assert Filter.__class_getitem__(Mesh) is not None
-    assert Sink[Mesh] is not None and Source[Mesh] is not None
+    assert Sink[Mesh] is not None
+    assert Source[Mesh] is not None
 
 
 def test_default_name_is_class_name():
@@ -62,7 +63,10 @@ def test_terminal_progress_bar():
     bar.update(5, 1)
     bar.close()
     text = stream.getvalue()
-    assert "5/10" in text and "1 failed" in text and "it/s" in text and "ETA" in text
+    assert "5/10" in text
+    assert "1 failed" in text
+    assert "it/s" in text
+    assert "ETA" in text
 
 
 def test_progress_silenced_when_off_or_not_a_terminal():
@@ -82,11 +86,13 @@ def test_store_summary_and_workers(tmp_path):
     store = PipelineStore.from_db(pipeline.db_path)
     summary = store.summary(total=100)
     assert (summary["total"], summary["completed"], summary["failed"], summary["remaining"]) == (100, 5, 1, 95)
-    assert summary["rate_per_s"] > 0 and summary["eta_s"] > 0
+    assert summary["rate_per_s"] > 0
+    assert summary["eta_s"] > 0
     assert summary["status"] == "finished"
     assert store.summary()["total"] == 6
     workers = store.workers()
-    assert len(workers) == 1 and workers[0]["state"] == "stopped"
+    assert len(workers) == 1
+    assert workers[0]["state"] == "stopped"
     assert pipeline.active_workers == []
     metrics = store.metrics()
     assert isinstance(metrics, PipelineMetrics)

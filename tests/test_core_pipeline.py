@@ -95,7 +95,8 @@ def test_failing_index_records_error(tmp_path):
         error = store.error(1)
     assert error["type"] == "ValueError"
     assert error["message"] == "index 1 is broken <b>bold</b>"
-    assert "Traceback" in error["traceback"] and "raise ValueError" in error["traceback"]
+    assert "Traceback" in error["traceback"]
+    assert "raise ValueError" in error["traceback"]
     assert isinstance(error["exception"], ValueError)
 
 
@@ -133,7 +134,8 @@ def test_db_naming_resume_and_fresh(tmp_path, cache_dir):
 
     exact = make(db_dir=tmp_path / "ignored", db_file=tmp_path / "exact.db")
     run_pipeline(exact, progress=False)
-    assert exact.db_path == tmp_path / "exact.db" and exact.db_path.exists()
+    assert exact.db_path == tmp_path / "exact.db"
+    assert exact.db_path.exists()
 
 
 def test_cache_dir_environment_order(tmp_path, monkeypatch):
@@ -191,7 +193,8 @@ def test_metrics_exports(tmp_path):
     assert int(rows[0]["source_ns"]) == metrics.indices[0].stages[0].wall_time_ns
 
     text = metrics.to_text()
-    assert "5 indices" in text and "sleepy" in text
+    assert "5 indices" in text
+    assert "sleepy" in text
 
 
 def test_artifacts_and_outputs_lookup(tmp_path):

@@ -126,10 +126,10 @@ class Source(_Component, Generic[T]):
 class Filter(_Component, Generic[T]):
     """A generator stage: ``__call__(items)`` yields transformed items.
 
-    Stateful filters that accumulate across indices follow this lifecycle:
-    after each index the runner calls :meth:`artifacts` and records the
-    returned paths for that index; when a worker finishes its share it calls
-    :meth:`flush`, whose paths are recorded too; after the run,
+    Stateful filters that accumulate across indices follow this lifecycle.
+    After each index the runner calls :meth:`artifacts` and records the
+    returned paths for that index. When a worker finishes its share, it calls
+    :meth:`flush` and records those paths too. After the run,
     :func:`~physicsnemo_curator.run.gather_pipeline` calls :meth:`merge` once
     with every worker's flushed paths.
     """

@@ -1,9 +1,9 @@
 """Execution of single indices with profiling, in whatever process runs them.
 
-:class:`IndexRunner` is what a worker (or the driver, for the sequential
-backend and ``pipeline[i]``) holds for the duration of a run: the pipeline,
-the store writer of this process (``None`` when records travel back to the
-driver), the worker's id, the memory probes and the log capture.
+A worker holds one :class:`IndexRunner` for the duration of a run; so does the
+driver for the sequential backend and ``pipeline[i]``. The runner keeps the
+pipeline, this process's store writer (``None`` when records travel back to
+the driver), the worker's id, the memory probes and the log capture.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class _LogCapture(logging.Handler):
 
 @dataclass
 class RunContext:
-    """What a worker needs to know about the run it takes part in."""
+    """The run a worker takes part in: its store, run id, backend and recording mode."""
 
     db_path: str | None
     run_id: int | None

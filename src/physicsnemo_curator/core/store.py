@@ -3,7 +3,7 @@
 Writers keep one connection per process and thread (:func:`writer_for`),
 opened once and reused for the whole run. Everything about one index goes in
 one transaction. A write that finds the database locked is retried with a
-short backoff; if it keeps failing, the record stays buffered, a warning
+short backoff. If it keeps failing, the record stays buffered, a warning
 names the index and the reason, and the index is not reported as completed.
 """
 
@@ -84,9 +84,9 @@ def _looks_like_sqlite(path: Path) -> bool:
 def _configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    # Each checkpoint fsyncs the database; at SQLite's default of 1,000 pages
-    # those fsyncs stalled the sinks' own file writes several-fold (measured in
-    # benchmarks/bench_core.py), so the WAL may grow to about 40 MB first.
+    # Each checkpoint fsyncs the database. At SQLite's default of 1,000 pages
+    # those fsyncs stalled the sinks' own file writes several-fold (measured
+    # with benchmarks/bench_core.py), so the WAL may grow to about 40 MB first.
     conn.execute("PRAGMA wal_autocheckpoint=10000")
     conn.execute("PRAGMA foreign_keys=ON")
 
