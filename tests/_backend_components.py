@@ -42,7 +42,8 @@ class MarkFilter(Filter[dict]):
     """Leaves ``<index>.<pid>.<uuid>.ran`` in ``marker_dir`` for every index it runs.
 
     On ``pause_index`` it writes its pid to ``<marker_dir>/paused-<index>.pid`` and
-    sleeps ``pause_seconds`` (a test kills it or watches its heartbeat). On
+    sleeps ``pause_seconds`` (a test kills it or watches its heartbeat), once:
+    when that file exists, the index runs without pausing. On
     ``log_index`` it logs one warning, and ``warn_count`` Python warnings.
     ``fail_index`` raises ValueError.
     """
@@ -75,8 +76,8 @@ class MarkFilter(Filter[dict]):
                 logger.warning("index %d looks odd", index)
                 for k in range(self.warn_count):
                     warnings.warn(f"odd value number {k}", UserWarning, stacklevel=1)
-            if index == self.pause_index:
-                target = Path(self.marker_dir, f"paused-{index}.pid")
+            target = Path(self.marker_dir, f"paused-{index}.pid")
+            if index == self.pause_index and not target.exists():
                 tmp = target.with_suffix(".tmp")
                 tmp.write_text(str(os.getpid()))
                 tmp.rename(target)
