@@ -1,0 +1,311 @@
+"""The dashboard's data access, tabs and filter widgets, driven from Python without a browser."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import pytest
+
+pytest.importorskip("panel")
+pytest.importorskip("panel_material_ui")
+
+from physicsnemo_curator.core.base import Filter
+from physicsnemo_curator.dashboard import DashboardApp
+from physicsnemo_curator.dashboard._cli import parse_index_query
+from physicsnemo_curator.dashboard._data import DashboardData
+from physicsnemo_curator.dashboard._html import esc, table
+from physicsnemo_curator.dashboard._synthetic import write_store
+from physicsnemo_curator.dashboard.widgets import WidgetRegistry
+
+MARKUP = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;window.__xss=3;//${alert(1)}'
+
+
+class BrokenFilter(Filter):
+    name = "Broken<b>filter</b>"
+
+    @classmethod
+    def dashboard_panel(cls, artifact_paths: Sequence[str], selected_index: int | None = None):  # noqa: ANN206
+        raise ValueError(f"cannot draw {MARKUP}")
+
+
+class TableFilter(Filter):
+    name = "TableFilter"
+    calls: list[tuple[list[str], int | None]] = []
+
+    @classmethod
+    def dashboard_panel(cls, artifact_paths: Sequence[str], selected_index: int | None = None):  # noqa: ANN206
+        import panel as pn
+
+        cls.calls.append((list(artifact_paths), selected_index))
+        return pn.pane.Str(f"{len(artifact_paths)} paths for {selected_index}")
+
+    @classmethod
+    def dashboard_layout_hints(cls) -> dict:
+        return {"min_height": 123}
+
+
+def _config(*filters: type) -> dict:
+    return {
+        "source": {"type": "synthetic:Source", "params": {"path": MARKUP}},
+        "filters": [{"type": f"{cls.__module__}:{cls.__qualname__}", "params": {"note": MARKUP}} for cls in filters],
+        "sink": {"type": "synthetic:Sink", "params": {}},
+    }
+
+
+@pytest.fixture
+def store(tmp_path):
+    stages = (("source", "source"), (BrokenFilter.name, "filter"), (TableFilter.name, "filter"), ("sink", "sink"))
+    return write_store(
+        tmp_path / "run.db",
+        60,
+        total=100,
+        error_every=6,
+        stages=stages,
+        config=_config(BrokenFilter, TableFilter),
+        source_name="Source" + MARKUP,
+        host="node" + MARKUP,
+        error_message="failed " + MARKUP,
+        output_pattern=str(tmp_path / "out" / ("{idx}" + "_x.npz")),
+        artifact_paths={1: [str(tmp_path / "broken_{idx}.bin")], 2: [str(tmp_path / "table_{idx}.bin")]},
+        running=True,
+    )
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _html_of(*panes) -> str:
+    return "".join(str(getattr(p, "object", "")) for p in panes)
+
+
+def test_data_polls_incrementally(tmp_path):
+    db = write_store(tmp_path / "inc.db", 100, running=True)
+    data = DashboardData(db, min_gap=0)
+    assert data.poll() == 1
+    assert data.last_rows == 100
+    assert data.poll() == 1
+    write_store(db, 25, start=100, running=True)
+    assert data.poll() == 2
+    assert data.last_rows == 25
+    assert data.progress()["completed"] == 125
+    data.close()
+
+
+def test_data_poll_gap_shares_one_read(tmp_path):
+    db = write_store(tmp_path / "gap.db", 10)
+    data = DashboardData(db, min_gap=60)
+    data.poll()
+    write_store(db, 5, start=10)
+    data.poll()
+    assert data.polls == 1
+    data.poll(force=True)
+    assert data.polls == 2
+    assert data.progress()["completed"] == 15
+    data.close()
+
+
+def test_query_pages_and_statuses(store):
+    data = DashboardData(store)
+    data.poll()
+    total, rows = data.query(parse_index_query("all"), page=1, page_size=20)
+    assert total == 60
+    assert [r["index"] for r in rows] == list(range(20, 40))
+    total, rows = data.query(parse_index_query("error"), page=0, page_size=50)
+    assert total == 10
+    assert all(r["status"] == "error" for r in rows)
+    assert rows[0]["error_message"] == "failed " + MARKUP
+    total, rows = data.query(parse_index_query("5-9"), page=0, page_size=20)
+    assert [r["index"] for r in rows] == [5, 6, 7, 8, 9]
+    total, rows = data.query(parse_index_query("3,70,1"), page=0, page_size=20)
+    assert [r["index"] for r in rows] == [1, 3]
+    data.close()
+
+
+def test_index_detail_and_artifacts(store, tmp_path):
+    data = DashboardData(store)
+    data.poll()
+    detail = data.index_detail(5)
+    assert detail["status"] == "error"
+    assert detail["error"]["error_message"] == "failed " + MARKUP
+    ok = data.index_detail(4)
+    assert [s["name"] for s in ok["stages"]] == ["source", BrokenFilter.name, TableFilter.name, "sink"]
+    assert data.index_detail(999) is None
+    assert data.artifact_paths(2, 4) == [str(tmp_path / "table_4.bin")]
+    assert len(data.artifact_paths(2, None)) == 50
+    data.close()
+
+
+def test_html_escapes_markup():
+    text = esc(MARKUP)
+    assert "<" not in text and ">" not in text and "`" not in text and "$" not in text and "{" not in text
+    markup = table(("a",), [(MARKUP,)])
+    assert "<img" not in markup and "<script" not in markup
+    assert "&lt;img src=x onerror=&quot;" in markup
+
+
+def test_session_shows_counts_and_escapes_everything(store):
+    before = _digest(store)
+    app = DashboardApp(store)
+    session = app.session()
+    overview = session.overview
+    cards = overview.cards.object
+    assert 'data-testid="completed">50<' in cards
+    assert 'data-testid="failed">10<' in cards
+    assert 'data-testid="remaining">40<' in cards
+    assert "live" in cards
+
+    pieces = _html_of(overview.workers, overview.structure, overview.outputs, overview.errors, session.run_label,
+                      session.pipeline.cards, session.pipeline.rows, session.performance.slowest)
+    assert "node&lt;img" in pieces
+    assert "Broken&lt;b&gt;filter&lt;/b&gt;" in pieces
+    assert "failed &lt;img" in pieces
+    assert "Source&lt;img" in pieces
+    assert "&lt;script&gt;" in pieces
+    for bad in ("<img", "<script", "<b>filter"):
+        assert bad not in pieces
+    assert "PhysicsNeMo Curator" == session.page.title
+    assert _digest(store) == before
+    app.data.close()
+
+
+def test_overview_recent_outputs_and_errors(store):
+    app = DashboardApp(store)
+    session = app.session()
+    outputs = session.overview.outputs.object
+    assert outputs.count("<tr>") == 1 + 20
+    assert "58_x.npz" in outputs
+    assert "59_x.npz" not in outputs
+    errors = session.overview.errors.object
+    assert errors.count("<tr>") == 1 + 10
+    assert ">59<" in errors and ">5<" in errors
+    app.data.close()
+
+
+def test_pipeline_query_box_and_pages(store):
+    session = DashboardApp(store).session()
+    tab = session.pipeline
+    assert tab.rows.object.count("<tr>") == 1 + 20
+    assert "Page 1 of 3 (60 indices)" in tab.page_label.object
+    tab.next_button.clicks += 1
+    assert "Page 2 of 3" in tab.page_label.object
+    tab.page_size.value = 50
+    assert tab.rows.object.count("<tr>") == 1 + 50
+    assert "Page 1 of 2" in tab.page_label.object
+    tab.query_input.value = "10-"
+    assert "Accepted forms" in tab.query_error.object
+    tab.query_input.value = "error"
+    assert tab.query_error.object == ""
+    assert "Page 1 of 1 (10 indices)" in tab.page_label.object
+    tab.query_input.value = "10-12"
+    assert tab.rows.object.count("<tr>") == 1 + 3
+
+
+def test_timeline_click_selects_index_in_pipeline_tab(store):
+    session = DashboardApp(store).session()
+    session.performance.timeline.selected_index = 7
+    assert session.pipeline.selected.value == 7
+    shown = _html_of(*session.pipeline.detail.objects)
+    assert 'data-testid="selected-index">Index 7<' in shown
+    session.pipeline.selected.value = 11
+    assert session.performance.timeline.selected_index == 11
+    assert session.performance.stage_bars.selected_index == 11
+
+
+def test_timeline_and_stage_payloads_reach_components(store):
+    session = DashboardApp(store).session()
+    timeline = session.performance.timeline
+    assert timeline.timeline_meta["n"] == 60
+    assert len(timeline.timeline) > 60 * 8
+    assert session.performance.stage_bars.stages["n_indices"] == 60
+    assert timeline.store_state["state"] == "live"
+
+
+def test_broken_widget_shows_error_card_and_rest_works(store):
+    registry = WidgetRegistry(load_entry_points=False)
+    TableFilter.calls.clear()
+    session = DashboardApp(store, registry=registry).session()
+    session.pipeline.selected.value = 4
+    objects = session.pipeline.detail.objects
+    text = _html_of(*objects)
+    assert "The dashboard panel of filter Broken&lt;b&gt;filter&lt;/b&gt; failed" in text
+    assert "ValueError: cannot draw &lt;img" in text
+    assert "<img" not in text
+    assert TableFilter.calls[-1] == ([str(store.parent / "table_4.bin")], 4)
+    rendered = [o for o in objects if getattr(o, "object", None) == "1 paths for 4"]
+    assert rendered and rendered[0].min_height == 123
+    assert 'data-testid="selected-index">Index 4<' in text
+
+
+def test_registry_finds_builtins_and_rejects_plain_filters():
+    registry = WidgetRegistry()
+    names = set(registry.widgets) | set(registry.problems)
+    assert {"mean", "atomic_stats"} <= names
+    for name, cls in registry.widgets.items():
+        assert cls.dashboard_panel.__func__ is not Filter.dashboard_panel.__func__, name
+    with pytest.raises(TypeError, match="does not override dashboard_panel"):
+        registry.register("plain", Filter)
+    registry.register("table", TableFilter)
+    assert registry.find("TableFilter") is TableFilter
+    assert registry.find("unknown") is None
+    assert registry.find("x", configured=BrokenFilter) is BrokenFilter
+
+
+def test_registry_loads_entry_points(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import physicsnemo_curator.dashboard.widgets as widgets
+
+    declared = [
+        EntryPoint("table", f"{__name__}:TableFilter", widgets.ENTRY_POINT_GROUP),
+        EntryPoint("missing", "no_such_module_xyz:Nothing", widgets.ENTRY_POINT_GROUP),
+    ]
+    monkeypatch.setattr(widgets, "entry_points", lambda group: declared if group == widgets.ENTRY_POINT_GROUP else [])
+    registry = WidgetRegistry()
+    assert registry.widgets["table"] is TableFilter
+    assert "no_such_module_xyz" in registry.problems["missing"]
+
+
+def test_waiting_store_then_appears(tmp_path):
+    db = tmp_path / "later.db"
+    app = DashboardApp(db)
+    session = app.session()
+    assert "Waiting for run" in session.overview.message.object
+    assert session.auto.value is True
+    write_store(db, 3)
+    session.refresh(force=True)
+    assert session.overview.message.object == ""
+    assert 'data-testid="completed">3<' in session.overview.cards.object
+
+
+def test_refresh_updates_last_updated_and_counts(tmp_path):
+    db = write_store(tmp_path / "live.db", 10, total=40, running=True)
+    session = DashboardApp(db).session()
+    assert session.auto.value is True
+    assert "Updated" in session.updated.object
+    write_store(db, 10, start=10, total=40, running=True)
+    session.refresh_button.clicks += 1
+    assert 'data-testid="completed">20<' in session.overview.cards.object
+
+
+def test_finished_run_starts_without_auto_refresh(tmp_path):
+    db = write_store(tmp_path / "done.db", 10)
+    session = DashboardApp(db).session()
+    assert session.auto.value is False
+    assert "every 2 s" in session.auto.label
+
+
+def test_component_cards_show_config_values(store):
+    session = DashboardApp(store).session()
+    cards = session.pipeline.cards.object
+    assert cards.count('class="psnc-card"') == 4
+    assert "test_dashboard_app:BrokenFilter" in cards
+    assert json.dumps("x")[1:-1] in cards
+    assert "&lt;img src=x" in cards and "<img" not in cards
+
+
+def test_interval_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="interval must be a positive number"):
+        DashboardApp(tmp_path / "x.db", interval=0)
