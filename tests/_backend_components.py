@@ -75,7 +75,9 @@ class MarkFilter(Filter[dict]):
             if index == self.log_index:
                 logger.warning("index %d looks odd", index)
                 for k in range(self.warn_count):
-                    warnings.warn(f"odd value number {k}", UserWarning, stacklevel=1)
+                    # The marker directory keeps the text unique per run: Python shows
+                    # a repeated warning only once per process, and workers are reused.
+                    warnings.warn(f"odd value number {k} ({self.marker_dir})", UserWarning, stacklevel=1)
             target = Path(self.marker_dir, f"paused-{index}.pid")
             if index == self.pause_index and not target.exists():
                 tmp = target.with_suffix(".tmp")
