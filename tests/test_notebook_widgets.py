@@ -16,7 +16,7 @@ pytest.importorskip("anywidget")
 
 from pipeline_parts import RangeSource, SleepFilter, TextSink  # noqa: E402
 
-from physicsnemo_curator import Pipeline, run_pipeline  # noqa: E402
+from physicsnemo_curator import Filter, Pipeline, run_pipeline  # noqa: E402
 from physicsnemo_curator.monitor import assets, decode_timeline  # noqa: E402
 from physicsnemo_curator.notebook import (  # noqa: E402
     ArtifactPreviewWidget,
@@ -245,3 +245,64 @@ def test_assets_find_the_component_files():
         assert assets.js_path(name).read_text()[:60].replace("\n", "\\n") in monitor
     with pytest.raises(ValueError, match="Unknown visual component 'chart'"):
         assets.js_path("chart")
+
+
+class ViewFilter(Filter):
+    """Writes one text artifact per index and shows a Markdown view of them."""
+
+    name = "viewed"
+
+    def __init__(self, out_dir: str, broken_view: bool = False) -> None:
+        self.out_dir = out_dir
+        self.broken_view = broken_view
+        self._written: list[str] = []
+
+    def __call__(self, items):
+        for item in items:
+            path = Path(self.out_dir) / f"artifact_{item}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(str(item))
+            self._written.append(str(path))
+            yield item
+
+    def artifacts(self):
+        written, self._written = self._written, []
+        return written
+
+    @classmethod
+    def dashboard_panel(cls, artifact_paths, selected_index=None):
+        import panel as pn
+
+        if any("artifact_2" in p for p in artifact_paths):
+            raise RuntimeError("view of <index 2> is broken")
+        names = ", ".join(Path(p).name for p in artifact_paths)
+        return pn.pane.Markdown(f"### Files of index {selected_index}\n\n{names}")
+
+
+def test_artifact_preview_renders_the_filters_own_view(tmp_path):
+    pytest.importorskip("panel")
+    pipeline = Pipeline(
+        source=RangeSource(3), filters=[ViewFilter(str(tmp_path / "art"))], sink=TextSink(str(tmp_path / "out")),
+        db_file=tmp_path / "run.db",
+    )
+    run_pipeline(pipeline, progress=False)
+    widget = ArtifactPreviewWidget(tmp_path / "run.db", autostart=False)
+    try:
+        widget.refresh()
+        widget.selected_index = 1
+        (group,) = widget.artifacts["groups"]
+        assert group["stage"] == "viewed" and group["has_panel"] is True
+        assert [Path(f["path"]).name for f in group["files"]] == ["artifact_1.txt"]
+        html = group["panel_html"]
+        assert group["panel_error"] is None
+        assert html.lstrip().lower().startswith("<!doctype html")
+        assert "Files of index 1" in html
+        assert "artifact_1.txt" in html
+        assert not re.search(r"<script[^>]*src=[\"']https?://", html), "the view loads a script from the network"
+
+        widget.selected_index = 2
+        (group,) = widget.artifacts["groups"]
+        assert group["panel_html"] is None
+        assert group["panel_error"] == "ViewFilter.dashboard_panel() failed: RuntimeError: view of <index 2> is broken"
+    finally:
+        widget.close()

@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from physicsnemo_curator.core.execute import HEARTBEAT_SECONDS
+from physicsnemo_curator.core.pipeline_store import STALE_HEARTBEATS
 from physicsnemo_curator.monitor._reader import STATUS_NAMES
 from physicsnemo_curator.monitor._table import IndexTable, LogHistogram
 
-STALE_AFTER_SECONDS = 10.0
-"""A worker whose last heartbeat is older than this is shown as stale (workers beat every 2 s)."""
+STALE_AFTER_SECONDS = STALE_HEARTBEATS * HEARTBEAT_SECONDS
+"""A busy or idle worker whose last heartbeat is older than this many seconds is shown as stale."""
 
 EXACT_STATS_LIMIT = 100_000
 """Up to this many values, statistics are exact; above it, median and p95 come from log-binned histograms."""
