@@ -306,3 +306,23 @@ def test_artifact_preview_renders_the_filters_own_view(tmp_path):
         assert group["panel_error"] == "ViewFilter.dashboard_panel() failed: RuntimeError: view of <index 2> is broken"
     finally:
         widget.close()
+
+
+def test_costly_timeline_is_sent_on_a_later_poll(tmp_path, monkeypatch):
+    from physicsnemo_curator.notebook import _widgets
+
+    pipeline = _pipeline(tmp_path, n=8)
+    run_pipeline(pipeline, indices=range(4), progress=False)
+    monkeypatch.setattr(_widgets, "TIMELINE_COST_FACTOR", 1e9)
+    widget = TimelineWidget(tmp_path / "run.db", autostart=False)
+    try:
+        widget.refresh()  # a first load is always sent; the next rebuild is due in hours
+        assert widget.timeline_meta["n"] == 4
+        run_pipeline(pipeline, indices=range(4, 8), progress=False)
+        assert widget.refresh().n_rows == 4
+        assert widget.timeline_meta["n"] == 4
+        widget._timeline_due = 0.0
+        assert widget.refresh().changed is False
+        assert widget.timeline_meta["n"] == 8
+    finally:
+        widget.close()

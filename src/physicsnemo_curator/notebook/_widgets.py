@@ -25,6 +25,14 @@ _ENDED = ("finished", "failed", "interrupted")
 ALL_ARTIFACTS_REFRESH_SECONDS = 5.0
 """With no index selected, the artifact listing of a live run is refreshed at most this often."""
 
+TIMELINE_COST_FACTOR = 20
+"""The timeline is rebuilt at most once per this many times its last build time (at least once per poll).
+
+Building it costs O(n) (about 0.15 s for 10^6 indices), unlike the rest of a
+poll, so on large live runs it is sent less often instead of competing with
+the pipeline for the kernel's CPU.
+"""
+
 
 def _db_path(db: Any) -> Path:
     if isinstance(db, (str, os.PathLike)):
@@ -74,6 +82,8 @@ class _StoreWidget(anywidget.AnyWidget):
         self._monitor = RunMonitor(_db_path(db), stale_after=stale_after)
         self._lock = threading.RLock()
         self._artifacts_at = 0.0
+        self._timeline_pending = False
+        self._timeline_due = 0.0
         self._classes: dict[int, type] | None = None
         self.store_state = self._monitor.header()
         if "artifacts" in self._parts:
@@ -144,10 +154,15 @@ class _StoreWidget(anywidget.AnyWidget):
         with self.hold_sync():
             if "progress" in self._parts and (result.changed or monitor.state == "live"):
                 self.progress = monitor.progress()
-            if "timeline" in self._parts and grew:
-                meta, buffer = monitor.timeline()
-                self.timeline = buffer
-                self.timeline_meta = meta
+            if "timeline" in self._parts:
+                self._timeline_pending = self._timeline_pending or grew
+                if self._timeline_pending and (result.reload or time.monotonic() >= self._timeline_due):
+                    started = time.monotonic()
+                    meta, buffer = monitor.timeline()
+                    self.timeline = buffer
+                    self.timeline_meta = meta
+                    self._timeline_pending = False
+                    self._timeline_due = started + TIMELINE_COST_FACTOR * (time.monotonic() - started)
             if "stages" in self._parts and grew:
                 self.stages = monitor.stage_bars()
             if "artifacts" in self._parts and grew:
