@@ -400,7 +400,7 @@ def test_panel_serve_notebook(tmp_path, browser):
         url = f"http://127.0.0.1:{port}/dashboard"
         _wait_http(url, server, tmp_path / "panel.log")
         browser.page.goto(url)
-        assert browser.completed() == 34
+        assert browser.completed() == 35
         _check_three_tabs(browser, tmp_path)
         browser.assert_clean()
     finally:

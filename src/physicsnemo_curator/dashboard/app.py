@@ -42,10 +42,16 @@ def _load_extension() -> None:
     """Load Panel with every resource inlined, so nothing is fetched from a CDN."""
     pn, _ = _panel()
     pn.config.inline = True
-    if pn.state.curdoc is None and not getattr(_load_extension, "done", False):
+    if not _in_server_session() and not getattr(_load_extension, "done", False):
         # In a notebook the extension call also sends the JavaScript bundle to the page.
         pn.extension(inline=True)
         _load_extension.done = True  # type: ignore[attr-defined]
+
+
+def _in_server_session() -> bool:
+    pn, _ = _panel()
+    doc = pn.state.curdoc
+    return doc is not None and getattr(doc, "session_context", None) is not None
 
 
 def free_port(address: str = "127.0.0.1") -> int:
@@ -188,7 +194,7 @@ class DashboardApp:
         session = DashboardSession(self)
         self.sessions += 1
         pn, _ = _panel()
-        if pn.state.curdoc is not None:
+        if _in_server_session():
             pn.state.on_session_destroyed(lambda _context: session.close())
         return session
 
@@ -200,7 +206,7 @@ class DashboardApp:
         """
         page = self.session().page
         pn, _ = _panel()
-        if pn.state.curdoc is not None and pn.state.served:
+        if _in_server_session():
             page.servable(title=PAGE_TITLE)
         return page
 
