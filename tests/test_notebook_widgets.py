@@ -299,6 +299,7 @@ def test_artifact_preview_renders_the_filters_own_view(tmp_path):
         assert "Files of index 1" in html
         assert "artifact_1.txt" in html
         assert not re.search(r"<script[^>]*src=[\"']https?://", html), "the view loads a script from the network"
+        assert not re.search(r"https?://[^\"'\s]+\.css", html), "the view loads a stylesheet from the network"
 
         widget.selected_index = 2
         (group,) = widget.artifacts["groups"]

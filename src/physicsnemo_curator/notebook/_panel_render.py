@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import re
@@ -10,8 +11,9 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-# Panel's saved pages may reference optional CDN scripts (MathJax for LaTeX in
-# Markdown). The page must work offline, so those references are dropped.
+# Panel's saved pages reference optional CDN scripts (MathJax for LaTeX in
+# Markdown) even with inline resources. The page must work offline, so those
+# references are dropped.
 _REMOTE_SCRIPT = re.compile(r"<script[^>]*\ssrc=[\"']https?://[^\"']*[\"'][^>]*>\s*</script>", re.IGNORECASE)
 
 
@@ -44,7 +46,24 @@ def filter_panel_html(cls: type, paths: Sequence[str], index: int | None) -> tup
     except Exception as exc:  # noqa: BLE001
         logger.warning("Rendering the view of %s failed: %s", cls.__name__, exc)
         return None, f"Could not render the view of {cls.__name__}: {type(exc).__name__}: {exc}"
-    return _REMOTE_SCRIPT.sub("", buffer.getvalue()), None
+    return _offline(buffer.getvalue()), None
+
+
+def _offline(page: str) -> str:
+    """Replace Panel's CDN stylesheet URLs by ``data:`` URLs of the installed files, and drop remote scripts."""
+    from panel.io.resources import CDN_DIST, DIST_DIR
+
+    def inline(match: re.Match[str]) -> str:
+        path = DIST_DIR / match.group(1)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            logger.debug("No local copy of %s; the reference is left as is", match.group(0))
+            return match.group(0)
+        return "data:text/css;base64," + base64.b64encode(data).decode("ascii")
+
+    page = re.sub(re.escape(CDN_DIST) + r"([\w./-]+\.css)(?:\?v=[\w.]+)?", inline, page)
+    return _REMOTE_SCRIPT.sub("", page)
 
 
 def panels_for(payload: dict[str, Any], classes: dict[int, type], index: int | None) -> None:
