@@ -63,6 +63,7 @@ class Poller:
             finally:
                 with _live_lock:
                     _live.discard(self)
+                logger.debug("Poller %s stopped after %d polls", self._thread.name, self.ticks)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the thread to end and wait for it (up to ``timeout`` seconds)."""
