@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+MAX_CHUNK = 64
+"""Default upper bound of indices per chunk."""
+
+CHUNKS_PER_WORKER = 8
+
 
 class StopRun(Exception):
     """Raised inside the driver to stop a run at the first error (``on_error="raise"``)."""
@@ -62,6 +67,10 @@ class Job:
         heartbeat = self.options.pop("heartbeat_seconds", None)
         if heartbeat is not None and self.context is not None:
             self.context.heartbeat_seconds = float(heartbeat)
+        chunk_size = self.options.pop("chunk_size", None)
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size={chunk_size!r} is not valid; use a positive int (indices per task).")
+        self.chunk_size: int | None = chunk_size
 
     @property
     def pipeline_bytes(self) -> bytes:
@@ -88,13 +97,18 @@ class Job:
     def replace_for(self, indices: Sequence[int]) -> set[int]:
         return {i for i in indices if i in self.replace}
 
-    def chunks(self, n_workers: int) -> list[Chunk]:
-        """Split the work into chunks, honouring the source's and sink's partitions."""
+    def chunks(self, n_workers: int, max_size: int = MAX_CHUNK) -> list[Chunk]:
+        """Split the work into chunks, honouring the source's and sink's partitions.
+
+        Without a ``chunk_size`` option, each worker gets at least
+        :data:`CHUNKS_PER_WORKER` chunks (for balance), of at most
+        ``max_size`` indices (what a dead worker can cost).
+        """
         groups = partition_groups(self.pipeline, self.indices)
         if groups is not None:
             return [Chunk(list(g), ordered=True) for g in groups if g]
         n = len(self.indices)
-        size = max(1, min(64, n // max(1, n_workers * 8)))
+        size = self.chunk_size or max(1, min(max_size, n // max(1, n_workers * CHUNKS_PER_WORKER)))
         return [Chunk(self.indices[i : i + size]) for i in range(0, n, size)]
 
     def deliver(self, index: int, paths: list[str] | None, record: IndexRecord | None, error: BaseException | None) -> None:

@@ -27,6 +27,9 @@ from physicsnemo_curator.run._job import Chunk, Job, worker_died_record
 
 logger = logging.getLogger(__name__)
 
+DASK_MAX_CHUNK = 512
+"""Indices per task at most: a Dask task costs about a millisecond of scheduling, so tasks are larger here."""
+
 _EXTRA_HINT = 'pip install "physicsnemo-curator[dask]"'
 
 
@@ -89,7 +92,7 @@ class DaskBackend:
         driver = (socket.gethostname(), os.getpid())
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or job.n_jobs)
         payload = client.scatter(job.portable_bytes, broadcast=True, hash=False)
-        queue: deque[tuple[Chunk, bool]] = deque((chunk, False) for chunk in job.chunks(n_workers))
+        queue: deque[tuple[Chunk, bool]] = deque((chunk, False) for chunk in job.chunks(n_workers, DASK_MAX_CHUNK))
         while queue:
             submitted: dict[Any, tuple[Chunk, bool]] = {}
             while queue:
