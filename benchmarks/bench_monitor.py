@@ -97,7 +97,8 @@ def bench_polls(size: int, directory: Path, idle_polls: int, rounds: int) -> dic
         t0 = time.perf_counter_ns()
         result = monitor.poll()
         incremental.append(time.perf_counter_ns() - t0)
-        assert result.n_rows == 1000 and not result.reload, (result.n_rows, result.reload)
+        assert result.n_rows == 1000, result.n_rows
+        assert not result.reload
         t0 = time.perf_counter_ns()
         monitor.progress()
         monitor.stage_bars()

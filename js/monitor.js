@@ -6,6 +6,8 @@
 
 const SOURCES = /*__PSNC_COMPONENT_SOURCES__*/null;
 
+const STATE_LABELS = { waiting: "waiting for run", invalid: "not a run store" };
+
 const STATE_COLOURS = { live: "#76b900", finished: "#3b82f6", failed: "#e5484d", interrupted: "#e8a317", invalid: "#e5484d" };
 
 const STYLE = `
@@ -68,8 +70,7 @@ async function render({ model, el: host }) {
     const s = model.get("store_state") || {};
     name.textContent = s.name || "run";
     path.textContent = s.db_path || "";
-    const label = s.state === "waiting" ? "waiting for run" : s.state === "invalid" ? "not a run store" : s.state || "-";
-    state.textContent = label;
+    state.textContent = STATE_LABELS[s.state] || s.state || "-";
     state.style.background = STATE_COLOURS[s.state] || "#8a8f98";
   };
   model.on("change:store_state", drawHeader);

@@ -33,7 +33,9 @@ function fmtDuration(seconds) {
 
 function fmtRate(rate) {
   if (!rate || !isFinite(rate)) return "-";
-  return rate >= 10 ? `${rate.toFixed(0)} /s` : rate >= 1 ? `${rate.toFixed(1)} /s` : `${(rate * 60).toFixed(1)} /min`;
+  if (rate >= 10) return `${rate.toFixed(0)} /s`;
+  if (rate >= 1) return `${rate.toFixed(1)} /s`;
+  return `${(rate * 60).toFixed(1)} /min`;
 }
 
 function el(tag, className, text) {

@@ -177,7 +177,8 @@ def test_psnc_monitor_follows_a_live_run(jupyter_server, tmp_path):
                     break
                 time.sleep(0.25)
             assert len(seen) >= 3, f"the completed count did not move on the page: {seen}"
-            assert seen == sorted(seen) and seen[-1] > seen[0], seen
+            assert seen == sorted(seen), seen
+            assert seen[-1] > seen[0], seen
 
             writer.wait(timeout=60)
             page.wait_for_function(

@@ -135,7 +135,7 @@ def test_monitor_component_in_a_panel_server(tmp_path):
                 canvas = page.locator(".psnc-timeline-canvas")
                 expect(canvas).to_have_attribute("data-drawn-points", "30", timeout=30_000)
 
-                # A click on a stage bar sets selected_index through the Panel model; the server answers with files.
+                # A click on a stage bar sets selected_index through the Panel model; the server sends back its files.
                 page.locator(".psnc-stage-chart rect.psnc-bar").nth(3 * 7).click()
                 page.wait_for_selector(".psnc-artifacts-title b:text-is('Index 7')", timeout=15_000)
                 page.wait_for_selector(".psnc-artifacts li:text-matches('/7\\\\.txt$')", timeout=15_000)

@@ -394,7 +394,8 @@ def test_histograms_slowest_and_errors(store, monitor):
     assert slow[0]["wall_s"] == pytest.approx(0.010)
     hist = histogram_payload(monitor.table, "peak_mem", bins=5)
     assert sum(hist["counts"]) == 10
-    assert hist["edges"][0] == 1000 and hist["edges"][-1] == 10_000
+    assert hist["edges"][0] == 1000
+    assert hist["edges"][-1] == 10_000
     assert histogram_payload(monitor.table, "gpu_mem")["count"] == 0
     with pytest.raises(ValueError, match="Unknown histogram field 'cpu'"):
         histogram_payload(monitor.table, "cpu")

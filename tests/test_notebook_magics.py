@@ -53,7 +53,7 @@ def _run_magics(lines: dict[str, str], cache_dir: Path, cwd: Path) -> dict:
     return json.loads(line[len("RESULT"):])
 
 
-def test_psnc_monitor_resolves_paths_prefixes_pipelines_and_the_latest_run(tmp_path, cache_dir):
+def test_psnc_monitor_resolves_targets(tmp_path, cache_dir):
     older = Pipeline(source=RangeSource(3), sink=TextSink(str(tmp_path / "a")), db_dir=cache_dir)
     run_pipeline(older, progress=False)
     newer = Pipeline(source=RangeSource(5), sink=TextSink(str(tmp_path / "b")), db_dir=cache_dir)
@@ -91,7 +91,7 @@ def test_psnc_monitor_resolves_paths_prefixes_pipelines_and_the_latest_run(tmp_p
     assert result["magic_removed"] is True
 
 
-def test_no_argument_with_an_empty_cache_says_where_it_looked(tmp_path, cache_dir):
+def test_empty_cache_names_directory(tmp_path, cache_dir):
     result = _run_magics({"latest": ""}, cache_dir, tmp_path)
     assert result["latest"]["error"].startswith(f"No run store found in the cache directory {cache_dir}")
 

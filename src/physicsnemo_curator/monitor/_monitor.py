@@ -51,10 +51,10 @@ class Cursor:
 class PollResult:
     """What one :meth:`RunMonitor.poll` found.
 
-    ``changed`` is ``False`` for an idle poll (nothing else is then set).
-    ``reload`` means everything was read again (first open, a reset of the
-    store, or a replaced file); ``rows`` are the :class:`IndexTable` rows
-    inserted or replaced by this poll, ``new_logs`` the log rows read.
+    ``changed`` is ``False`` for an idle poll, and nothing else is then set.
+    ``reload`` means everything was read again: first open, a reset of the
+    store, or a replaced file. ``rows`` are the :class:`IndexTable` rows
+    inserted or replaced by this poll, and ``new_logs`` the log rows read.
     """
 
     changed: bool = False
@@ -71,9 +71,9 @@ class PollResult:
 class RunMonitor:
     """Watch the run store at ``path`` and keep its content in memory, incrementally.
 
-    Call :meth:`poll` as often as you like: an idle poll costs a ``stat``
-    and one ``PRAGMA data_version``; a poll after ``k`` new indices reads
-    those ``k`` rows (and their stage times) only. A change of
+    Call :meth:`poll` as often as you like. An idle poll costs a ``stat``
+    and one ``PRAGMA data_version``, and a poll after ``k`` new indices
+    reads only those ``k`` rows and their stage times. A change of
     ``meta.generation`` (a reset), a replaced file or a changed stage list
     triggers a full reload. Build view data with :meth:`progress`,
     :meth:`timeline`, :meth:`stage_bars`, :meth:`artifacts` and the

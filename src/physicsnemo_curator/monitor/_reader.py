@@ -1,6 +1,6 @@
 """Read-only access to a run store that may not exist yet, with cheap change detection.
 
-:class:`StoreReader` holds one read-only connection for as long as the store
+:class:`StoreReader` keeps one read-only connection for as long as the store
 is watched. Its :meth:`StoreReader.check` costs a ``stat`` and a
 ``PRAGMA data_version`` when nothing changed, whatever the size of the run.
 The ``read_*`` functions take a connection (``reader.conn``) and return plain
@@ -60,8 +60,8 @@ _INDEX_SELECT = (
 class IndexBatch:
     """Index rows as NumPy columns, one entry per row, in ``seq`` order.
 
-    Integer columns use ``-1`` where the store holds NULL (a metric that was
-    not measured); ``started_at`` uses NaN. ``status`` holds
+    Integer columns use ``-1`` where the store has NULL (a metric that was
+    not measured); ``started_at`` uses NaN. ``status`` contains
     :data:`STATUS_CODES`. ``errors`` maps the index of every failed row to
     ``(error_type, error_message)``.
     """
@@ -89,7 +89,7 @@ class IndexBatch:
 
 def _batch_from_rows(rows: list[tuple[Any, ...]], errors: dict[int, tuple[str | None, str | None]]) -> IndexBatch:
     if rows:
-        # float64 holds integers exactly up to 2**53 (104 days in ns, 8 PiB in bytes).
+        # float64 represents integers exactly up to 2**53 (104 days in ns, 8 PiB in bytes).
         table = np.array(rows, dtype=np.float64)
     else:
         table = np.empty((0, len(_INDEX_COLUMNS)), dtype=np.float64)
@@ -109,7 +109,7 @@ def read_indices_after(conn: sqlite3.Connection, seq: int, limit: int | None = N
     """Return the index rows written after ``seq`` (all rows for ``seq=0``).
 
     A rerun index (resume after an error) is written again with a larger
-    ``seq``, so a reader that keeps rows by ``idx`` sees it replaced.
+    ``seq``, so a reader that keeps rows by ``idx`` replaces its row.
     """
     sql = _INDEX_SELECT if limit is None else _INDEX_SELECT + f" LIMIT {int(limit)}"
     rows = conn.execute(sql, (seq,)).fetchall()
@@ -248,10 +248,10 @@ class StoreReader:
     """A read-only view of the run store at ``path`` that tolerates it not existing yet.
 
     ``state`` is :data:`WAITING` (no file yet, or a file still being
-    created), :data:`INVALID` (a file that is not a run store; ``message``
-    says why) or :data:`OPEN`. Call :meth:`check` on every poll: it opens
-    the store when it appears and answers whether anything was committed
-    since the previous call. Use as a context manager, or call
+    created), :data:`INVALID` (a file that is not a run store, with the
+    reason in ``message``) or :data:`OPEN`. Call :meth:`check` on every
+    poll: it opens the store when it appears and returns whether anything
+    was committed since the previous call. Use as a context manager, or call
     :meth:`close`.
 
     Parameters
@@ -319,6 +319,7 @@ class StoreReader:
             return False
         if stat.st_size == 0:
             return self._set_waiting(f"Waiting for run: {self.path} is still being created.")
+
         try:
             conn = open_readonly(self.path)
         except FileNotFoundError:
@@ -336,6 +337,7 @@ class StoreReader:
             self.message = f"{self.path} cannot be read as a run store: {exc}"
             self._invalid_stamp = stamp
             return True
+
         try:
             if not conn.execute("SELECT count(*) FROM meta").fetchone()[0]:
                 conn.close()
@@ -344,6 +346,7 @@ class StoreReader:
         except sqlite3.Error:
             conn.close()
             raise
+
         self.conn = conn
         self._file_id = (stat.st_dev, stat.st_ino)
         self.state = OPEN

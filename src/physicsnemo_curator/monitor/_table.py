@@ -2,8 +2,8 @@
 
 :class:`IndexTable` keeps one row per index (a rerun index replaces its
 row), the per-stage wall times, status counts per run, the recent errors and
-log-binned histograms, so that applying a batch of ``k`` new rows costs
-``O(k)`` whatever the number of rows already held.
+log-binned histograms. Applying a batch of ``k`` new rows costs ``O(k)``,
+whatever the number of rows already kept.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class IndexTable:
     Columns (``seq``, ``idx``, ``status``, ``run_id``, ``worker_id``,
     ``started_at``, ``wall_ns``, ``cpu_ns``, ``peak_mem``, ``rss_peak``,
     ``gpu_mem``) are read through :meth:`column`; only the first :attr:`n`
-    entries are valid. ``stage_wall`` holds the own wall time of each stage
+    entries are valid. ``stage_wall`` contains the own wall time of each stage
     (NaN where not recorded), one row per index.
 
     Parameters

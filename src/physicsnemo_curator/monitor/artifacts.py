@@ -119,7 +119,7 @@ def artifacts_payload(
     "path", "exists", "preview"}]}]}``. ``preview`` is a
     :func:`parquet_preview` for ``.parquet`` files when ``previews`` is on
     (first file of each group only when ``index`` is ``None``), else
-    ``None``. ``has_panel`` says the filter defines its own
+    ``None``. ``has_panel`` is true when the filter defines its own
     ``dashboard_panel()``.
     """
     meta = read_meta(conn) if meta is None else meta

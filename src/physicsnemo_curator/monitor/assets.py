@@ -1,4 +1,4 @@
-"""Where the front-end modules of the visual components are, in a wheel and in a checkout.
+"""Locations of the visual components' front-end modules, in a wheel and in a checkout.
 
 The wheel ships the repository's ``js/`` folder as ``physicsnemo_curator/_js``;
 an editable install reads the files from ``js/`` at the repository root.
@@ -19,7 +19,7 @@ _SOURCES_MARKER = "/*__PSNC_COMPONENT_SOURCES__*/null"
 
 
 def js_dir() -> Path:
-    """Return the folder that holds the component modules.
+    """Return the folder that contains the component modules.
 
     Raises
     ------

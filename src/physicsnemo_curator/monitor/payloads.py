@@ -1,7 +1,7 @@
 """Payloads for the views: plain dicts of numbers and strings, and binary buffers for series.
 
 Every function here is pure: it takes what :class:`~physicsnemo_curator.monitor.RunMonitor`
-holds (an :class:`~physicsnemo_curator.monitor.IndexTable`, the ``meta``,
+keeps (an :class:`~physicsnemo_curator.monitor.IndexTable`, the ``meta``,
 ``runs``, ``workers`` and ``stages`` rows) and the current time, and returns
 data that a notebook widget or a Panel component sends to the browser as is.
 """
@@ -165,7 +165,7 @@ def memory_column(table: IndexTable) -> np.ndarray:
 def timeline_payload(table: IndexTable, max_points: int = TIMELINE_MAX_POINTS) -> tuple[dict[str, Any], bytes]:
     """Return ``(meta, buffer)``: wall time, memory and status per index as one binary buffer.
 
-    The buffer holds the columns of :data:`TIMELINE_COLUMNS` one after the
+    The buffer contains the columns of :data:`TIMELINE_COLUMNS` one after the
     other (``n`` values each, little-endian): index as float64, wall time in
     seconds and memory in bytes as float32 (NaN: not measured), and status
     as uint8 (0 completed, 1 error, 2 other). ``meta`` gives ``n``, the
@@ -227,9 +227,9 @@ def stage_statistics(
 ) -> list[dict[str, Any]]:
     """Return per-stage own wall time statistics in seconds: count, mean, median, p95, max, total.
 
-    Exact up to ``exact_limit`` recorded values per stage; above it, mean,
-    max and total stay exact and median and p95 come from log-binned
-    histograms (within 2.3 %), flagged by ``"approximate": True``.
+    Exact up to ``exact_limit`` recorded values per stage. Above it, mean,
+    max and total stay exact, while median and p95 come from log-binned
+    histograms (within 2.3 %) and ``"approximate"`` is ``True``.
     """
     matrix = table.stage_matrix()
     out = []

@@ -1,7 +1,7 @@
 """Live notebook widgets on a run store, and the ``%psnc_monitor`` magic.
 
 Each widget polls its store on a background thread, so it keeps updating
-while the kernel is busy in ``run_pipeline``; polling stops when the widget
+while the kernel is busy in ``run_pipeline``. Polling stops when the widget
 is closed, at kernel shutdown, and once the run has ended and nothing
 changed for a while.
 

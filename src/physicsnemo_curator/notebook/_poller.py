@@ -15,7 +15,7 @@ _live_lock = threading.Lock()
 
 
 class Poller:
-    """Call ``tick()`` every ``interval`` seconds on a daemon thread until it says stop.
+    """Call ``tick()`` every ``interval`` seconds on a daemon thread until it returns ``False``.
 
     ``tick`` returns ``False`` to end the thread (the run finished and
     nothing changed for a while); ``on_exit`` runs on the thread when it

@@ -21,7 +21,7 @@ def monitor_target(arg: str | None) -> Path:
     Raises
     ------
     ResolveError
-        When nothing matches, or the cache directory holds no run.
+        When nothing matches, or the cache directory contains no run store.
     """
     text = (arg or "").strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":

@@ -100,7 +100,10 @@ class NotebookProgress:
         elapsed = now - self._start
         rate = self.done / elapsed if elapsed > 0 and self.done else None
         remaining = max(0, self.total - self.done)
-        eta = remaining / rate if rate else (0.0 if not remaining else None)
+        if rate:
+            eta: float | None = remaining / rate
+        else:
+            eta = None if remaining else 0.0
         if self._monitor is not None and now - self._workers_at >= WORKER_READ_SECONDS:
             self._workers_at = now
             try:
