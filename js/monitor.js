@@ -19,6 +19,8 @@ const STYLE = `
 .psnc-monitor .psnc-grid { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 10px 16px; }
 .psnc-monitor .psnc-cell h3 { margin: 6px 0 2px; font-size: 13px; }
 .psnc-monitor .psnc-wide { grid-column: 1 / -1; }
+.psnc-monitor .psnc-monitor-banner { padding: 8px 10px; margin-top: 6px; border-radius: 4px; background: rgba(138,143,152,.15); }
+.psnc-monitor .psnc-monitor-banner.invalid { background: rgba(229,72,77,.15); color: #c62828; }
 @media (max-width: 800px) { .psnc-monitor .psnc-grid { grid-template-columns: minmax(0, 1fr); } }
 `;
 
@@ -63,7 +65,9 @@ async function render({ model, el: host }) {
   header.append(name, state, path);
   const grid = document.createElement("div");
   grid.className = "psnc-grid";
-  root.append(header, grid);
+  const banner = document.createElement("div");
+  banner.className = "psnc-monitor-banner";
+  root.append(header, banner, grid);
   host.append(style, root);
 
   const drawHeader = () => {
@@ -71,6 +75,12 @@ async function render({ model, el: host }) {
     name.textContent = s.name || "run";
     path.textContent = s.db_path || "";
     state.textContent = STATE_LABELS[s.state] || s.state || "-";
+    // Without data, one message replaces the four empty views.
+    const empty = s.state === "waiting" || s.state === "invalid";
+    banner.className = `psnc-monitor-banner ${s.state || ""}`;
+    banner.textContent = empty ? s.message || "Waiting for run" : "";
+    banner.style.display = empty ? "" : "none";
+    grid.style.display = empty ? "none" : "";
     state.style.background = STATE_COLOURS[s.state] || "#8a8f98";
   };
   model.on("change:store_state", drawHeader);

@@ -12,7 +12,7 @@ const STYLE = `
 .psnc-stages svg { width: 100%; display: block; }
 .psnc-stages svg rect.psnc-bar:hover { opacity: .8; cursor: pointer; }
 .psnc-stages table { border-collapse: collapse; margin-top: 6px; font-variant-numeric: tabular-nums; }
-.psnc-stages th, .psnc-stages td { padding: 2px 10px; text-align: right; border-bottom: 1px solid rgba(138,143,152,.25); }
+.psnc-stages th, .psnc-stages td { padding: 2px 10px; text-align: right; white-space: nowrap; border-bottom: 1px solid rgba(138,143,152,.25); }
 .psnc-stages th:first-child, .psnc-stages td:first-child { text-align: left; }
 `;
 

@@ -125,7 +125,9 @@ def jupyter_server(tmp_path):
 def test_psnc_monitor_follows_a_live_run(jupyter_server, tmp_path):
     root = jupyter_server["root"]
     db = tmp_path / "live" / "pipeline.db"
-    _notebook(root / "monitor.ipynb", ["%load_ext psnc", f"%psnc_monitor {db} --interval 0.5"])
+    notes = tmp_path / "notes.db"
+    notes.write_text("not a database")
+    _notebook(root / "monitor.ipynb", ["%load_ext psnc", f"%psnc_monitor {db} --interval 0.5", f"%psnc_monitor {notes}"])
 
     outside: list[str] = []
     writer: subprocess.Popen | None = None
@@ -157,6 +159,12 @@ def test_psnc_monitor_follows_a_live_run(jupyter_server, tmp_path):
 
             # The database does not exist yet: the monitor waits for it.
             page.wait_for_selector(".psnc-monitor .psnc-state:text-is('waiting for run')", timeout=60_000)
+            # A file that is not a run store gets a message in its widget, not a traceback.
+            page.wait_for_selector(".psnc-monitor .psnc-state:text-is('not a run store')", timeout=60_000)
+            banner = page.locator(".psnc-monitor-banner.invalid")
+            assert "is not an SQLite database" in banner.text_content()
+            assert banner.is_visible()
+            assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
 
             writer = subprocess.Popen(
                 [sys.executable, "-c", WRITER.format(tests=str(TESTS_DIR), n=40, sleep=0.15, out=str(tmp_path / "out"), db=str(db))],
@@ -167,7 +175,7 @@ def test_psnc_monitor_follows_a_live_run(jupyter_server, tmp_path):
             seen: list[int] = []
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                text = page.text_content(".psnc-progress-completed-value") or "0"
+                text = page.locator(".psnc-progress-completed-value").first.text_content() or "0"
                 value = int(text) if text.isdigit() else 0
                 if not seen or value != seen[-1]:
                     seen.append(value)
@@ -185,7 +193,7 @@ def test_psnc_monitor_follows_a_live_run(jupyter_server, tmp_path):
                 "() => document.querySelector('.psnc-progress-completed-value')?.textContent === '39'", timeout=30_000
             )
             page.wait_for_selector(".psnc-monitor .psnc-state:text-is('finished')", timeout=30_000)
-            assert page.text_content(".psnc-progress-failed-value") == "1"
+            assert page.locator(".psnc-progress-failed-value").first.text_content() == "1"
 
             drawn = page.wait_for_function(
                 "() => Number(document.querySelector('.psnc-timeline-canvas')?.dataset.drawnPoints || 0) >= 40 && "
@@ -205,7 +213,7 @@ def test_psnc_monitor_follows_a_live_run(jupyter_server, tmp_path):
             assert green > 40, f"the timeline canvas has only {green} pixels of the completed colour"
 
             # Clicking a point selects its index in the artifact preview.
-            box = page.locator(".psnc-timeline-canvas").bounding_box()
+            box = page.locator(".psnc-timeline-canvas").first.bounding_box()
             point = page.evaluate(
                 """() => {
                     const c = document.querySelector('.psnc-timeline-canvas');

@@ -59,6 +59,8 @@ def test_psnc_monitor_resolves_targets(tmp_path, cache_dir):
     newer = Pipeline(source=RangeSource(5), sink=TextSink(str(tmp_path / "b")), db_dir=cache_dir)
     run_pipeline(newer, progress=False)
     yaml_file = newer.save(tmp_path / "pipeline.yaml")
+    notes = tmp_path / "notes.db"
+    notes.write_text("my notes")
     explicit = tmp_path / "explicit.db"
     run_pipeline(Pipeline(source=RangeSource(2), sink=TextSink(str(tmp_path / "c")), db_file=explicit), progress=False)
 
@@ -70,6 +72,7 @@ def test_psnc_monitor_resolves_targets(tmp_path, cache_dir):
             "prefix": newer.config_hash[:10],
             "pipeline": str(yaml_file),
             "future": str(tmp_path / "not_yet.db"),
+            "not_a_store": str(notes),
             "unknown": "zzzz_nothing",
             "bad_option": "--intervals 3",
         },
@@ -83,6 +86,7 @@ def test_psnc_monitor_resolves_targets(tmp_path, cache_dir):
     assert result["prefix"]["path"] == str(newer.db_path)
     assert result["pipeline"]["path"] == str(newer.db_path)
     assert result["future"] == {"path": str(tmp_path / "not_yet.db"), "state": "waiting", "completed": None, "interval": 1.0}
+    assert result["not_a_store"] == {"path": str(notes), "state": "invalid", "completed": None, "interval": 1.0}
     assert "No run store matches 'zzzz_nothing'" in result["unknown"]["error"]
     assert str(cache_dir) in result["unknown"]["error"]
     assert "unrecognized arguments: --intervals" in result["bad_option"]["error"]

@@ -13,8 +13,9 @@ def monitor_target(arg: str | None) -> Path:
     """Return the run store ``%psnc_monitor`` should watch.
 
     No argument: the most recent run in the cache directory. A ``.db`` path
-    that does not exist yet is returned as is (the monitor waits for the
-    run to create it). Anything else goes through
+    is returned as is, existing or not: the monitor waits for a run to
+    create it, or shows why the file is not a run store. Anything else goes
+    through
     :func:`~physicsnemo_curator.dashboard._cli.resolve_db_path` (an
     existing file, a hash prefix, or a pipeline ``.yaml``/``.json``).
 
@@ -35,6 +36,8 @@ def monitor_target(arg: str | None) -> Path:
             )
         return Path(runs[0]["path"])
     path = Path(text).expanduser()
-    if path.suffix.lower() == ".db" and not path.exists():
+    if path.suffix.lower() == ".db" and not path.is_dir():
+        # The widget reports a missing file as 'waiting for run' and a file
+        # that is not a run store with a message, so neither is an error here.
         return path
     return resolve_db_path(text)

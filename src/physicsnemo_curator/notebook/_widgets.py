@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import anywidget
 import traitlets
 
-from physicsnemo_curator.monitor import PollResult, RunMonitor, esm, filter_classes
+from physicsnemo_curator.monitor import OPEN, PollResult, RunMonitor, esm, filter_classes
 from physicsnemo_curator.monitor.payloads import STALE_AFTER_SECONDS
 from physicsnemo_curator.notebook._panel_render import panels_for
 from physicsnemo_curator.notebook._poller import Poller
@@ -153,7 +153,7 @@ class _StoreWidget(anywidget.AnyWidget):
         grew = result.reload or result.n_rows > 0
         with self.hold_sync():
             if "progress" in self._parts and (result.changed or monitor.state == "live"):
-                self.progress = monitor.progress()
+                self.progress = monitor.progress() if monitor.reader.state == OPEN else {}
             if "timeline" in self._parts:
                 self._timeline_pending = self._timeline_pending or grew
                 if self._timeline_pending and (result.reload or time.monotonic() >= self._timeline_due):
