@@ -189,10 +189,10 @@ class Job:
             self.writer.mark_worker(worker_id, "dead", reason)
 
     def recover(self, indices: Sequence[int]) -> list[int]:
-        """Deliver the indices of ``indices`` that this run recorded; return the others, in order.
+        """Deliver the indices of ``indices`` that this run recorded, and return the others in order.
 
-        Used after a worker was lost with a chunk in flight: what it
-        committed is kept, the rest must run again.
+        Backends call it after a worker was lost with a chunk in flight. What
+        the worker committed is kept, and the rest must run again.
         """
         todo = [i for i in indices if i not in self.results]
         if not todo or self.writer is None:
@@ -301,7 +301,7 @@ def _stored_error(index: int, message: str | None, blob: bytes | None) -> BaseEx
 
 
 def exit_reason(exitcode: int | None) -> str:
-    """Say how a process ended, from its exit code (negative: the signal that killed it)."""
+    """Describe how a process ended, from its exit code (negative: the signal that killed it)."""
     if exitcode is None:
         return "ended"
     if exitcode < 0:
@@ -313,14 +313,14 @@ def exit_reason(exitcode: int | None) -> str:
 
 
 def worker_died_record(
-    index: int, pid: int | None, exitcode: int | None, run_id: int | None, worker_id: int | None, how: str | None = None
+    index: int, pid: int | None, exitcode: int | None, run_id: int | None, worker_id: int | None, death: str | None = None
 ) -> tuple[IndexRecord, BaseException]:
     """Build the failure record of an index whose worker process ended under it."""
     from physicsnemo_curator.core.errors import WorkerDiedError
 
-    if how is None:
-        how = exit_reason(exitcode)
-    error = WorkerDiedError(f"Worker process {pid} {how} while running index {index}.")
+    if death is None:
+        death = exit_reason(exitcode)
+    error = WorkerDiedError(f"Worker process {pid} {death} while running index {index}.")
     record = IndexRecord(
         index=index,
         status="error",

@@ -3,9 +3,9 @@
 A worker keeps one :class:`~physicsnemo_curator.core.execute.IndexRunner`
 per run, process and thread, opened on its first chunk and closed by
 :func:`finish`. Before it opens one, it checks that it can write the run
-store the driver opened (same file, same run); when it cannot, for example
-on another host of a Dask cluster, its records travel back with its results
-and the driver writes them.
+store that the driver opened (same file, same run). A worker that cannot,
+for example on another host of a Dask cluster, sends its records back with
+its results, and the driver writes them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from physicsnemo_curator.core.store import close_writers, open_readonly
 logger = logging.getLogger(__name__)
 
 IDLE = -1
-"""What a worker's slot file holds while no index runs."""
+"""The value of a worker's slot file while no index runs."""
 
 _SLOT = struct.Struct("<q")
 
@@ -50,7 +50,7 @@ def portable_error(error: BaseException | None) -> BaseException | None:
 
 
 def store_reachable(db_path: str, run_id: int | None, driver: tuple[str, int]) -> bool:
-    """Say whether this process can write the run store that the driver at ``driver`` (host, pid) opened.
+    """Return whether this process can write the run store that the driver at ``driver`` (host, pid) opened.
 
     The file must exist, be writable with its directory (WAL needs its side
     files), and hold the driver's run: a same-named file on another host is
@@ -88,7 +88,7 @@ def _context_for(key: str, context: RunContext | None, driver: tuple[str, int] |
     resolved = context
     if not store_reachable(context.db_path, context.run_id, driver):
         logger.info(
-            "Worker %s on %s cannot write the run store %s; its records go back to the driver",
+            "Worker %s on %s cannot write the run store %s, so its records go back to the driver",
             os.getpid(),
             socket.gethostname(),
             context.db_path,
@@ -136,14 +136,53 @@ def _slot_writer(key: str, slot_dir: str | None) -> Any:
     slot = (os.getpid(), key)
     fd = _slot_files.get(slot)
     if fd is None:
-        fd = os.open(os.path.join(slot_dir, str(os.getpid())), os.O_CREAT | os.O_WRONLY, 0o600)
-        os.pwrite(fd, _SLOT.pack(IDLE), 0)
+        path = os.path.join(slot_dir, str(os.getpid()))
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.pwrite(fd, _SLOT.pack(IDLE), 0)
+        except OSError as exc:
+            # A worker on another host does not share the driver's directory.
+            logger.debug("Slot file %s cannot be written, so a death of worker %s cannot be attributed: %s", path, os.getpid(), exc)
+            return None
         _slot_files[slot] = fd
     return lambda index: os.pwrite(fd, _SLOT.pack(index), 0)
 
 
+def process_alive(pid: int) -> bool:
+    """Return whether process ``pid`` of this host is running (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return not os.path.isdir("/proc/self")
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def dead_slots(slot_dir: str) -> dict[int, int | None]:
+    """Return ``{pid: index it was running or None}`` for the slot files of dead workers, and remove those files."""
+    out: dict[int, int | None] = {}
+    for name in os.listdir(slot_dir):
+        if not name.isdigit() or process_alive(int(name)):
+            continue
+        path = os.path.join(slot_dir, name)
+        out[int(name)] = read_slot(path)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    return out
+
+
 def read_slot(path: str | os.PathLike[str]) -> int | None:
-    """Return the index a worker's slot file says it is running, or ``None`` when idle or unreadable."""
+    """Return the index recorded in a worker's slot file, or ``None`` when the worker is idle or the file is unreadable."""
     try:
         with open(path, "rb") as handle:
             data = handle.read(_SLOT.size)
@@ -205,9 +244,9 @@ def run_chunk(
         The driver process; when given, the worker checks that it can write
         the store and otherwise sends its records back.
     slot_dir : str, optional
-        A directory where the worker keeps a file named after its pid that
-        holds the index it is running, so the driver knows it exactly if the
-        process dies.
+        A directory where the worker keeps a file, named after its pid, that
+        contains the index it is running, so the driver can tell exactly
+        which index was running if the process dies.
     skip_recorded : bool
         Return indices that this run already completed instead of running
         them again (for schedulers that rerun a task after a worker died).
@@ -221,6 +260,9 @@ def run_chunk(
     """
     runner = runner_for(key, pipeline_bytes, context, driver)
     remote = runner.context is not None and runner.context.remote
+    if driver is not None and driver[0] != socket.gethostname():
+        # Pids in the slot directory are read as pids of the driver's host.
+        slot_dir = None
     done: dict[int, list[str]] = {}
     if skip_recorded and not remote:
         done, rows = _recorded_in_run(runner, indices)

@@ -3,21 +3,30 @@
 It uses the ``client=`` option, else the current Client, else a local
 cluster of ``n_jobs`` single-threaded worker processes bound to 127.0.0.1
 that lives for the run. Each worker checks once that it can write the run
-store the driver opened; workers that cannot (on other hosts) send their
-records back with their results, and the driver writes them, registers
-those workers and advances their heartbeats as their results arrive.
+store that the driver opened. Workers that cannot (on other hosts) send
+their records back with their results. The driver writes those records,
+registers those workers and advances their heartbeats as results arrive.
 
-Dask reruns a task whose worker died on another worker; chunks are
-therefore idempotent (a rerun returns what the run already recorded). A
-chunk that keeps killing workers (``KilledWorker``) is split into single
-indices, and an index that kills a worker on its own is recorded as failed.
+Workers on the driver's host keep the index they are running in a slot
+file named after their pid. On the local cluster that this backend starts,
+a task whose worker dies fails at once with ``KilledWorker``. The index that
+the dead worker was running is then recorded as failed, what the store
+already recorded for the lost chunk is kept, and the rest runs again.
+
+A user's cluster may rerun a task whose worker died on another worker, so
+chunks are idempotent (a rerun returns what the run already recorded). When
+no slot file names the index, a chunk that keeps killing workers is split
+into single indices, and an index that kills a worker on its own is
+recorded as failed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections import deque
 from typing import Any
@@ -28,7 +37,7 @@ from physicsnemo_curator.run._job import Chunk, Job, worker_died_record
 logger = logging.getLogger(__name__)
 
 DASK_MAX_CHUNK = 512
-"""Indices per task at most: a Dask task costs about a millisecond of scheduling, so tasks are larger here."""
+"""Maximum indices per task, larger than for local pools because each Dask task costs a scheduler round trip."""
 
 _EXTRA_HINT = 'pip install "physicsnemo-curator[dask]"'
 
@@ -50,6 +59,9 @@ class DaskBackend:
 
     name = "dask"
 
+    def __init__(self) -> None:
+        self._blamed: dict[int, int] = {}
+
     def run(self, job: Job) -> None:
         distributed = _import_distributed()
         client = job.options.get("client")
@@ -60,35 +72,42 @@ class DaskBackend:
             except ValueError:
                 client = None
         if client is None:
-            cluster = distributed.LocalCluster(
-                n_workers=job.n_jobs,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-            )
+            import dask
+
+            # A task whose worker dies fails at once (KilledWorker) instead of
+            # running again elsewhere, so the index it was running is recorded as failed.
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                cluster = distributed.LocalCluster(
+                    n_workers=job.n_jobs,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                )
             owned.append(cluster)
             client = distributed.Client(cluster)
             owned.insert(0, client)
             logger.info("Started a local Dask cluster with %d worker processes for %s", job.n_jobs, job.pipeline.db_path)
 
         key = f"dask-{os.getpid()}-{uuid.uuid4().hex}"
+        slot_dir = tempfile.mkdtemp(prefix="psnc-dask-")
         futures: list[Any] = []
         clean = False
         try:
-            self._run(distributed, client, job, key, futures)
+            self._run(distributed, client, job, key, futures, slot_dir)
             clean = True
             self._finish(client, job, key)
         finally:
             if not clean:
                 self._stop(client, key, futures, owned)
+            shutil.rmtree(slot_dir, ignore_errors=True)
             for resource in owned:
                 try:
                     resource.close()
                 except Exception as exc:  # noqa: BLE001 - closing is best effort
                     logger.warning("Closing the local Dask cluster failed: %s", exc)
 
-    def _run(self, distributed: Any, client: Any, job: Job, key: str, futures: list[Any]) -> None:
+    def _run(self, distributed: Any, client: Any, job: Job, key: str, futures: list[Any], slot_dir: str) -> None:
         driver = (socket.gethostname(), os.getpid())
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or job.n_jobs)
         payload = client.scatter(job.portable_bytes, broadcast=True, hash=False)
@@ -105,7 +124,7 @@ class DaskBackend:
                     chunk.indices,
                     job.replace_for(chunk.indices),
                     driver,
-                    None,
+                    slot_dir,
                     True,
                     pure=False,
                     key=f"psnc-chunk-{uuid.uuid4().hex}",
@@ -117,22 +136,43 @@ class DaskBackend:
                 try:
                     reply = future.result()
                 except distributed.KilledWorker as exc:
-                    self._killed(job, chunk, alone, exc, queue)
+                    self._killed(job, chunk, alone, exc, queue, slot_dir)
                     continue
                 job.accept(reply)
             futures.clear()
 
-    @staticmethod
-    def _killed(job: Job, chunk: Chunk, alone: bool, exc: BaseException, queue: deque[tuple[Chunk, bool]]) -> None:
+    def _killed(self, job: Job, chunk: Chunk, alone: bool, exc: BaseException, queue: deque[tuple[Chunk, bool]], slot_dir: str) -> None:
+        """Handle a chunk whose workers died: blame the index a dead local worker was running, requeue the rest."""
+        for pid, index in _worker.dead_slots(slot_dir).items():
+            job.mark_dead(pid, f"process {pid} ended and Dask lost its worker")
+            if index is not None:
+                self._blamed[index] = pid
         leftover = job.recover(chunk.indices)
+        blamed = [i for i in leftover if i in self._blamed]
+        for index in blamed:
+            pid = self._blamed.pop(index)
+            ids = job.worker_ids_of(pid)
+            record, error = worker_died_record(
+                index, pid, None, job.run_id, ids[0] if ids else None, "ended (Dask lost its worker)"
+            )
+            leftover.remove(index)
+            job.deliver(index, None, record if job.writer is not None else None, error)
         if not leftover:
             return
-        if not alone and (len(leftover) > 1 or chunk.ordered):
-            logger.warning("A chunk of %d indices kept killing Dask workers; running them one by one", len(leftover))
-            if chunk.ordered:
-                queue.extend((Chunk([i], True), True) for i in leftover)
-            else:
-                queue.extend((Chunk([i]), True) for i in leftover)
+        if blamed or (chunk.ordered and not alone):
+            queue.append((Chunk(leftover, chunk.ordered), chunk.ordered))
+            return
+        if chunk.ordered:
+            # Run in order, so the first index not recorded is the one that killed the worker again.
+            first = leftover.pop(0)
+            record, error = worker_died_record(first, None, None, job.run_id, None, f"(a Dask worker) died twice while running it ({exc})")
+            job.deliver(first, None, record if job.writer is not None else None, error)
+            if leftover:
+                queue.append((Chunk(leftover, True), False))
+            return
+        if not alone and len(leftover) > 1:
+            logger.warning("A chunk of %d indices kept killing Dask workers, so its indices run one by one", len(leftover))
+            queue.extend((Chunk([i]), True) for i in leftover)
             return
         for index in leftover:
             record, error = worker_died_record(
@@ -142,7 +182,7 @@ class DaskBackend:
 
     @staticmethod
     def _finish(client: Any, job: Job, key: str) -> None:
-        """Flush and close the runner in every worker; in remote mode record what they flushed."""
+        """Flush and close the runner in every worker, and in remote mode record what the workers flushed."""
         workers = list(client.scheduler_info().get("workers", {}))
         futures = [
             client.submit(_worker.finish, key, workers=[address], allow_other_workers=False, pure=False, key=f"psnc-finish-{uuid.uuid4().hex}")
@@ -154,7 +194,7 @@ class DaskBackend:
 
     @staticmethod
     def _stop(client: Any, key: str, futures: list[Any], owned: list[Any]) -> None:
-        """After an interrupt or an error: cancel what is queued; close the runners left in a user's workers."""
+        """Cancel the queued tasks after an interrupt or an error, and close the runners left in a user's workers."""
         try:
             if futures:
                 client.cancel(futures)

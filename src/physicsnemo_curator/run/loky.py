@@ -1,14 +1,14 @@
 """The ``loky`` backend: chunks of indices on loky's reusable process executor.
 
-loky marks its whole executor broken when one worker dies and kills the
-other workers. This backend keeps the run going: each worker keeps the
-index it is running in a small slot file named after its pid; when the
-executor breaks, a future callback (which loky runs before it kills the
-surviving workers) notes which workers were already dead and what they were
-running. Those indices are recorded as failed (they are never retried, so an
-index that kills its worker cannot loop), the dead workers are marked dead,
-everything the store holds for the lost chunks is kept, and the rest is
-resubmitted to a fresh executor.
+loky marks its whole executor broken when one worker dies, and kills the
+other workers. This backend keeps the run going. Each worker writes the
+index it is running to a small slot file named after its pid. When the
+executor breaks, a future callback notes which workers were already dead and
+what they were running; loky calls it before it kills the surviving workers
+(``terminate_broken`` in ``loky/process_executor.py``, loky 3.x). Those
+indices are recorded as failed and never retried, so an index that kills its
+worker cannot loop. The dead workers are marked dead, what the store already
+recorded for the lost chunks is kept, and the rest goes to a fresh executor.
 """
 
 from __future__ import annotations
@@ -35,28 +35,14 @@ MAX_BREAKS_WITHOUT_PROGRESS = 3
 """Executor breaks in a row that finish no index and name no culprit before the run gives up."""
 
 FINISH_ROUNDS = 10
-"""Rounds of finish calls sent to reach every worker that holds a runner of the run."""
+"""Rounds of finish calls sent to reach every worker that has a runner of the run."""
 
 FINISH_HOLD_SECONDS = 0.05
 
 _EXIT_CODE = re.compile(r"\((-?\d+)\)")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return not os.path.isdir("/proc/self")
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
+_alive = _worker.process_alive
 
 
 @dataclass
@@ -69,7 +55,7 @@ class _Snapshot:
 
 
 class _Watch:
-    """Takes one :class:`_Snapshot` per executor break, from inside loky's callback."""
+    """Future callback that records one :class:`_Snapshot` per executor break."""
 
     def __init__(self, slot_dir: str, broken_types: tuple[type[BaseException], ...]) -> None:
         self.slot_dir = slot_dir
@@ -196,23 +182,26 @@ class LokyBackend:
         return executor
 
     def _after_break(self, job: Job, snapshot: _Snapshot | None, lost: list[Chunk], queue: deque[Chunk], slot_dir: str) -> int:
-        """Record the indices the dead workers were running, mark them dead, requeue the rest; return how many were blamed."""
+        """Record the indices that the dead workers were running as failed, and requeue the rest.
+
+        Returns the number of indices recorded as failed.
+        """
         if snapshot is None:
             snapshot = _Snapshot(RuntimeError("loky's executor broke"))
         codes = [int(c) for c in _EXIT_CODE.findall(str(snapshot.error))]
         exitcode = codes[0] if len(set(codes)) == 1 else None
         culprits = {pid: snapshot.running.get(pid) for pid in snapshot.dead}
-        how = exit_reason(exitcode) if exitcode is not None else "ended unexpectedly"
+        death = exit_reason(exitcode) if exitcode is not None else "ended unexpectedly"
         logger.warning(
-            "loky worker process(es) %s %s while running index(es) %s; resubmitting the rest",
+            "loky worker process(es) %s %s while running index(es) %s, so the rest is resubmitted",
             sorted(culprits),
-            how,
+            death,
             sorted(i for i in culprits.values() if i is not None),
         )
 
         blamed: dict[int, int] = {}
         for pid, index in culprits.items():
-            job.mark_dead(pid, f"process {pid} {how}")
+            job.mark_dead(pid, f"process {pid} {death}")
             if index is not None:
                 blamed[index] = pid
         for pid in snapshot.running:
@@ -227,7 +216,7 @@ class LokyBackend:
             for index in [i for i in leftover if i in blamed]:
                 pid = blamed[index]
                 ids = job.worker_ids_of(pid)
-                record, error = worker_died_record(index, pid, exitcode, job.run_id, ids[0] if ids else None, how)
+                record, error = worker_died_record(index, pid, exitcode, job.run_id, ids[0] if ids else None, death)
                 leftover.remove(index)
                 job.deliver(index, None, record if job.writer is not None else None, error)
             if leftover:
@@ -235,7 +224,7 @@ class LokyBackend:
         return len(blamed)
 
     def _finish(self, job: Job, executor: Any, key: str) -> None:
-        """Flush every worker's filters and close its runner; loky has no worker affinity, so ask in rounds."""
+        """Flush every worker's filters and close its runner, in rounds because loky has no worker affinity."""
         waiting = set(self._pids)
         for _ in range(FINISH_ROUNDS):
             futures = [executor.submit(_worker.finish, key, FINISH_HOLD_SECONDS) for _ in range(job.n_jobs)]
@@ -250,7 +239,7 @@ class LokyBackend:
         logger.debug("loky workers %s did not take a finish call; their runners close with the next run", sorted(waiting))
 
     def _stop(self, job: Job) -> None:
-        """Stop the workers after an interrupt or an error: kill them, so nothing runs on."""
+        """Kill the workers after an interrupt or an error, so that no index keeps running."""
         executor = self._current
         if executor is None:
             return

@@ -2,7 +2,7 @@
 
 Unlike :class:`concurrent.futures.ProcessPoolExecutor`, which breaks the
 whole pool when one worker dies, this pool gives each worker its own pipe,
-knows which index each worker is running (a shared array slot), records
+tracks which index each worker is running (a shared array slot), records
 that index as failed when its worker dies, starts a replacement and goes on.
 """
 
@@ -23,11 +23,11 @@ logger = logging.getLogger(__name__)
 _IDLE = -1
 
 MAX_EARLY_DEATHS = 3
-"""Workers that may die in a row before running anything before the run gives up."""
+"""Consecutive worker deaths before any index ran, after which the run gives up."""
 
 
 def _worker_main(conn: Any, key: str, pipeline_bytes: bytes, context: Any, current: Any, slot: int) -> None:
-    # The driver owns Ctrl-C: it stops the workers itself.
+    # The driver handles Ctrl-C and stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from physicsnemo_curator.run import _worker
 
@@ -166,19 +166,19 @@ class ProcessPoolBackend:
         pid = worker.process.pid
         running = current[worker.slot]
         current[worker.slot] = _IDLE
-        how = exit_reason(exitcode)
-        logger.warning("Worker process %s %s while running index %s", pid, how, None if running == _IDLE else running)
+        death = exit_reason(exitcode)
+        logger.warning("Worker process %s %s while running index %s", pid, death, None if running == _IDLE else running)
 
         if not worker.ready:
             self._early_deaths += 1
             if self._early_deaths >= MAX_EARLY_DEATHS:
                 raise RuntimeError(
-                    f"{self._early_deaths} worker processes in a row {how} before running any index "
-                    f"(last pid {pid}); the pipeline probably cannot be loaded in a worker. "
-                    f"Run it with n_jobs=1 to see the error."
+                    f"Worker processes died {self._early_deaths} times in a row before running any index "
+                    f"(the last one, pid {pid}, {death}). The pipeline probably cannot be loaded in a worker; "
+                    f"run it with n_jobs=1 to see the error."
                 )
         if job.writer is not None and pid is not None:
-            reason = f"process {pid} {how}"
+            reason = f"process {pid} {death}"
             if worker.worker_id is not None:
                 job.writer.mark_worker(worker.worker_id, "dead", reason)
             else:
@@ -192,7 +192,7 @@ class ProcessPoolBackend:
                 if worker_id is None and job.writer is not None:
                     ids = job.worker_ids_of(pid)
                     worker_id = ids[0] if ids else None
-                record, error = worker_died_record(running, pid, exitcode, job.run_id, worker_id, how)
+                record, error = worker_died_record(running, pid, exitcode, job.run_id, worker_id, death)
                 leftover.remove(running)
                 job.deliver(running, None, record if job.writer is not None else None, error)
             if leftover:
