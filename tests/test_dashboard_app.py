@@ -309,3 +309,42 @@ def test_component_cards_show_config_values(store):
 def test_interval_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="interval must be a positive number"):
         DashboardApp(tmp_path / "x.db", interval=0)
+
+
+def test_bulk_reader_matches_row_reader(tmp_path):
+    import numpy as np
+
+    from physicsnemo_curator.core.store import open_readonly
+    from physicsnemo_curator.dashboard._model import read_indices_bulk, read_stage_times_bulk
+    from physicsnemo_curator.monitor import read_indices_after, read_stage_times_after
+
+    db = write_store(tmp_path / "bulk.db", 300, error_every=7, with_gpu=True)
+    write_store(db, 5, start=10, error_every=2)
+    conn = open_readonly(db)
+    try:
+        bulk = read_indices_bulk(conn, 0, 10**9)
+        rows = read_indices_after(conn, 0)
+        for name in ("seq", "idx", "status", "run_id", "worker_id", "wall_ns", "peak_mem", "rss_peak", "gpu_mem"):
+            assert np.array_equal(getattr(bulk, name), getattr(rows, name)), name
+        assert bulk.errors == rows.errors
+        tail = read_indices_bulk(conn, int(rows.seq[-3]), int(rows.seq[-1]))
+        assert list(tail.seq) == list(rows.seq[-2:])
+        expected = read_stage_times_after(conn, 0)
+        got = read_stage_times_bulk(conn, 0, 10**9)
+        assert sorted(zip(*[a.tolist() for a in got[:3]])) == sorted(zip(*[a.tolist() for a in expected[:3]]))
+    finally:
+        conn.close()
+
+
+def test_refresh_reads_only_new_rows(tmp_path):
+    db = write_store(tmp_path / "grow.db", 5000, running=True)
+    data = DashboardData(db, min_gap=0)
+    data.poll()
+    assert data.last_rows == 5000
+    write_store(db, 1000, start=5000, running=True)
+    data.poll()
+    assert data.last_rows == 1000
+    assert data.monitor.table.n == 6000
+    stats = {s["name"]: s["count"] for s in data.stage_stats()}
+    assert stats["sink"] == 6000
+    data.close()

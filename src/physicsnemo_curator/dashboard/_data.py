@@ -1,6 +1,6 @@
 """The dashboard's view of one run store, shared by every browser session.
 
-:class:`DashboardData` wraps a :class:`~physicsnemo_curator.monitor.RunMonitor`
+:class:`DashboardData` wraps a :class:`~physicsnemo_curator.dashboard._model.StoreModel`
 (read-only connection, incremental reads) behind a lock, polls it at most
 once per ``min_gap`` seconds however many sessions ask, and caches the
 payloads of the current data version so that sessions share the work.
@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from physicsnemo_curator.dashboard._cli import IndexQuery
-from physicsnemo_curator.monitor import RunMonitor, payloads
-from physicsnemo_curator.monitor.artifacts import artifacts_payload, filter_classes
-from physicsnemo_curator.monitor._reader import OPEN, read_error_detail, read_outputs
+from physicsnemo_curator.dashboard._model import StoreModel
+from physicsnemo_curator.monitor import OPEN, artifacts_payload, filter_classes, payloads, read_error_detail, read_outputs
 
 logger = logging.getLogger(__name__)
 
 PAGE_SIZES = (20, 50, 100)
+
+TIMELINE_POINTS = 50_000
+"""Timeline points sent to each browser session at most; larger runs are thinned (every failure is kept)."""
 
 
 class DashboardData:
@@ -42,7 +44,7 @@ class DashboardData:
 
     def __init__(self, path: str | os.PathLike[str], min_gap: float = 0.25, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
-        self.monitor = RunMonitor(self.path, clock=clock)
+        self.monitor = StoreModel(self.path, clock=clock)
         self.min_gap = min_gap
         self.version = 0
         self.polls = 0
@@ -62,13 +64,13 @@ class DashboardData:
                 return self.version
             self._last_poll = now
             started = time.perf_counter()
-            result = self.monitor.poll()
+            changed = self.monitor.poll()
             self.polls += 1
-            if result.changed:
+            if changed:
                 self.version += 1
-                self.last_rows = result.n_rows
+                self.last_rows = int(self.monitor.last_rows.size)
                 self.last_poll_seconds = time.perf_counter() - started
-                logger.debug("Poll of %s read %d rows in %.4f s", self.path, result.n_rows, self.last_poll_seconds)
+                logger.debug("Poll of %s read %d rows in %.4f s", self.path, self.last_rows, self.last_poll_seconds)
             return self.version
 
     def close(self) -> None:
@@ -107,10 +109,10 @@ class DashboardData:
             return self.monitor.progress()
 
     def timeline(self) -> tuple[dict[str, Any], bytes]:
-        return self._cached("timeline", self.monitor.timeline)
+        return self._cached("timeline", lambda: payloads.timeline_payload(self.monitor.table, TIMELINE_POINTS))
 
     def stage_bars(self) -> dict[str, Any]:
-        return self._cached("stage_bars", self.monitor.stage_bars)
+        return self._cached("stage_bars", lambda: payloads.stage_payload(self.monitor.table, self.monitor.stages))
 
     def histogram(self, field: str) -> dict[str, Any]:
         return self._cached(f"hist:{field}", lambda: payloads.histogram_payload(self.monitor.table, field, bins=30))
