@@ -288,3 +288,19 @@ def test_metrics_off_runs_on_every_backend(tmp_path, dask_client):
         assert results == [[str(out / f"{i:06d}.txt")] for i in range(10)], backend
         assert ran_indices(out / "marks") == list(range(10))
         assert not list(out.glob("*.db"))
+
+
+@pytest.mark.parametrize("backend", ["process_pool", "loky", "dask"])
+def test_first_error_stops_the_run_with_its_exception(tmp_path, backend, dask_client):
+    pipeline = _pipeline(tmp_path, backend, n=60, fail_index=5, delay=0.01)
+    options = {"client": dask_client} if backend == "dask" else {}
+    with pytest.raises(ValueError, match="index 5 is bad"):
+        run_pipeline(pipeline, n_jobs=2, backend=backend, on_error="raise", progress=False, **options)
+
+    with _ro(pipeline.db_path) as conn:
+        run_status = conn.execute("SELECT status FROM runs").fetchone()[0]
+        error = conn.execute("SELECT status, error_type FROM indices WHERE idx=5").fetchone()
+        workers = {row[0] for row in conn.execute("SELECT status FROM workers")}
+    assert run_status == "failed"
+    assert error == ("error", "ValueError")
+    assert workers <= {"stopped", "dead"}
