@@ -236,7 +236,7 @@ def stage_statistics(
     for position in range(table.n_stages):
         hist = table.stage_hists[position]
         name = stages[position]["name"] if position < len(stages) else f"stage {position}"
-        kind = stages[position]["kind"] if position < len(stages) else "filter"
+        kind = stages[position].get("kind", "filter") if position < len(stages) else "filter"
         if hist.count <= exact_limit:
             column = matrix[:, position]
             stats = _exact_stats(column[np.isfinite(column)])
