@@ -348,3 +348,28 @@ def test_refresh_reads_only_new_rows(tmp_path):
     stats = {s["name"]: s["count"] for s in data.stage_stats()}
     assert stats["sink"] == 6000
     data.close()
+
+
+def test_incremental_views_match_full_recompute(tmp_path):
+    from physicsnemo_curator.dashboard import _data
+    from physicsnemo_curator.monitor import decode_timeline, payloads
+
+    db = write_store(tmp_path / "views.db", 400, error_every=9, running=True)
+    data = DashboardData(db, min_gap=0)
+    data._views = _data._IncrementalViews(max_points=150)
+    data.poll()
+    for start in (400, 700):
+        write_store(db, 300, start=start, error_every=9, seed=start, running=True)
+        data.poll()
+        assert data.last_rows == 300
+        table = data.monitor.table
+        assert data.slowest(10) == payloads.slowest_indices(table, 10)
+        assert data.histogram("memory")["count"] == table.n
+        meta, buffer = data.timeline()
+        points = decode_timeline(meta, buffer)
+        assert meta["total_points"] == table.n
+        assert meta["n"] <= 150
+        failed = set(table.column("idx")[table.column("status") == 1].tolist())
+        shown_failed = set(points["idx"][points["status"] == 1].astype(int).tolist())
+        assert failed == shown_failed
+    data.close()

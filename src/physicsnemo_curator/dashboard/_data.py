@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from physicsnemo_curator.dashboard._cli import IndexQuery
 from physicsnemo_curator.dashboard._model import StoreModel
 from physicsnemo_curator.monitor import OPEN, artifacts_payload, filter_classes, payloads, read_error_detail, read_outputs
@@ -27,6 +29,104 @@ PAGE_SIZES = (20, 50, 100)
 
 TIMELINE_POINTS = 50_000
 """Timeline points sent to each browser session at most; larger runs are thinned (every failure is kept)."""
+
+SLOWEST_KEPT = 50
+"""Slowest indices tracked between polls (the page shows 10)."""
+
+
+class _RowView:
+    """A subset of an :class:`IndexTable`'s rows that the payload functions accept in its place."""
+
+    def __init__(self, table: Any, rows: np.ndarray) -> None:
+        self.table = table
+        self.rows = rows
+        self.n = int(rows.size)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.table.column(name)[self.rows]
+
+
+class _LogBins:
+    """Counts of a per-index byte measure in fixed power-of-two bins (4 per octave), updated per new row."""
+
+    EDGES = 2.0 ** np.arange(0, 50.25, 0.25)
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(self.EDGES.size - 1, dtype=np.int64)
+
+    def add(self, values: np.ndarray) -> None:
+        values = values[values > 0]
+        if values.size:
+            bins = np.clip(np.searchsorted(self.EDGES, values, side="right") - 1, 0, self.counts.size - 1)
+            self.counts += np.bincount(bins, minlength=self.counts.size)
+
+    def payload(self, field: str) -> dict[str, Any]:
+        used = np.flatnonzero(self.counts)
+        if not used.size:
+            return {"field": field, "edges": [], "counts": [], "count": 0, "unit": "bytes"}
+        low, high = int(used[0]), int(used[-1]) + 1
+        return {
+            "field": field,
+            "edges": self.EDGES[low : high + 1].tolist(),
+            "counts": self.counts[low:high].tolist(),
+            "count": int(self.counts.sum()),
+            "unit": "bytes",
+        }
+
+
+class _IncrementalViews:
+    """The views whose cost must follow the new rows, not the run: timeline, histograms, slowest indices.
+
+    After a poll that only added rows, each is updated from those rows; a
+    reload or a replaced row (a rerun index) rebuilds them from the table.
+    """
+
+    def __init__(self, max_points: int) -> None:
+        self.max_points = max_points
+        self.shown = np.empty(0, dtype=np.int64)
+        self.top = np.empty(0, dtype=np.int64)
+        self.bins = {"memory": _LogBins(), "gpu_mem": _LogBins()}
+        self.seen = 0
+
+    def update(self, table: Any, touched: np.ndarray, reloaded: bool) -> None:
+        appended = not reloaded and table.n - self.seen == touched.size and bool(np.all(touched >= self.seen))
+        if appended:
+            rows = touched
+        else:
+            rows = np.arange(table.n)
+            self.shown = np.empty(0, dtype=np.int64)
+            self.top = np.empty(0, dtype=np.int64)
+            self.bins = {"memory": _LogBins(), "gpu_mem": _LogBins()}
+        self.seen = table.n
+        if not rows.size:
+            return
+        view = _RowView(table, rows)
+        self.bins["memory"].add(payloads.memory_column(view))
+        self.bins["gpu_mem"].add(view.column("gpu_mem").astype(np.float64))
+        candidates = np.concatenate([self.top, rows])
+        wall = table.column("wall_ns")[candidates]
+        keep = min(SLOWEST_KEPT, candidates.size)
+        self.top = candidates[np.argpartition(-wall, keep - 1)[:keep]] if keep else candidates
+        self.shown = np.concatenate([self.shown, rows])
+        if self.shown.size > self.max_points:
+            self.shown = self._thin(table, self.shown)
+
+    def _thin(self, table: Any, rows: np.ndarray) -> np.ndarray:
+        # Every failure is kept; the others are taken at an even stride, as the monitor's own thinning does.
+        status = table.column("status")[rows]
+        failures = rows[status != 0]
+        others = rows[status == 0]
+        room = max(0, self.max_points - failures.size)
+        step = max(1, -(-others.size // max(room, 1)))
+        return np.union1d(failures[: self.max_points], others[::step][:room])
+
+    def timeline(self, table: Any) -> tuple[dict[str, Any], bytes]:
+        meta, buffer = payloads.timeline_payload(_RowView(table, self.shown), self.max_points)
+        meta["total_points"] = int(table.n)
+        return meta, buffer
+
+    def slowest(self, table: Any, n: int) -> list[dict[str, Any]]:
+        return payloads.slowest_indices(_RowView(table, self.top), n)
 
 
 class DashboardData:
@@ -53,6 +153,7 @@ class DashboardData:
         self._lock = threading.RLock()
         self._last_poll = -1e9
         self._cache: dict[str, tuple[int, Any]] = {}
+        self._views = _IncrementalViews(TIMELINE_POINTS)
 
     # -- polling ----------------------------------------------------------
 
@@ -67,6 +168,7 @@ class DashboardData:
             changed = self.monitor.poll()
             self.polls += 1
             if changed:
+                self._views.update(self.monitor.table, self.monitor.last_rows, self.monitor.reloaded)
                 self.version += 1
                 self.last_rows = int(self.monitor.last_rows.size)
                 self.last_poll_seconds = time.perf_counter() - started
@@ -109,16 +211,16 @@ class DashboardData:
             return self.monitor.progress()
 
     def timeline(self) -> tuple[dict[str, Any], bytes]:
-        return self._cached("timeline", lambda: payloads.timeline_payload(self.monitor.table, TIMELINE_POINTS))
+        return self._cached("timeline", lambda: self._views.timeline(self.monitor.table))
 
     def stage_bars(self) -> dict[str, Any]:
         return self._cached("stage_bars", lambda: payloads.stage_payload(self.monitor.table, self.monitor.stages))
 
     def histogram(self, field: str) -> dict[str, Any]:
-        return self._cached(f"hist:{field}", lambda: payloads.histogram_payload(self.monitor.table, field, bins=30))
+        return self._cached(f"hist:{field}", lambda: self._views.bins[field].payload(field))
 
     def slowest(self, n: int = 10) -> list[dict[str, Any]]:
-        return self._cached(f"slowest:{n}", lambda: payloads.slowest_indices(self.monitor.table, n))
+        return self._cached(f"slowest:{n}", lambda: self._views.slowest(self.monitor.table, n))
 
     def errors(self, n: int = 10) -> list[dict[str, Any]]:
         return self._cached(f"errors:{n}", lambda: payloads.error_log(self.monitor.table, n))

@@ -31,7 +31,8 @@ class _Histogram:
         self.empty_text = empty_text
         self.source = ColumnDataSource({"left": [], "right": [], "count": []})
         self.figure = figure(
-            title=title, height=240, sizing_mode="stretch_width", toolbar_location=None, x_axis_label="MiB", y_axis_label="indices"
+            title=title, height=240, sizing_mode="stretch_width", toolbar_location=None, x_axis_type="log",
+            x_axis_label="MiB (log scale)", y_axis_label="indices"
         )
         self.figure.quad(left="left", right="right", bottom=0, top="count", source=self.source, color="#76b900", line_color="white")
         self.note = _html.pane()
