@@ -241,6 +241,54 @@ def bench_browser(directory: Path, n: int, period: float) -> dict[str, Any]:
     }
 
 
+DRAW = """
+async ([source, meta, b64]) => {
+  const raw = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const state = { store_state: { state: "live" }, timeline_meta: meta, timeline: new DataView(raw.buffer), selected_index: null };
+  const model = { get: (k) => state[k], set: (k, v) => { state[k] = v; }, save_changes() {}, on() {}, off() {} };
+  const module = (await import(URL.createObjectURL(new Blob([source], { type: "text/javascript" })))).default;
+  const host = document.createElement("div");
+  host.style.width = "900px";
+  document.body.append(host);
+  const started = performance.now();
+  await module.render({ model, el: host });
+  const canvas = host.querySelector("canvas");
+  while (canvas.dataset.drawnPoints !== String(meta.n)) await new Promise((r) => requestAnimationFrame(r));
+  const first = performance.now() - started;
+  const toggle = host.querySelector(".psnc-memory-toggle");
+  const again = performance.now();
+  toggle.click();
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  return [first, performance.now() - again];
+}
+"""
+
+
+def bench_draw(points: int) -> dict[str, Any]:
+    """Time the timeline's first draw and a redraw with the memory overlay, in Chromium."""
+    import base64
+
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    from physicsnemo_curator.monitor import IndexBatch, IndexTable, esm, timeline_payload
+
+    idx = np.arange(points, dtype=np.int64)
+    minus = np.full(points, -1, dtype=np.int64)
+    table = IndexTable(1)
+    table.apply(IndexBatch(seq=idx + 1, idx=idx, status=(idx % 97 == 0).astype(np.uint8), run_id=minus + 2,
+                           worker_id=minus, started_at=np.zeros(points), wall_ns=10**6 + (idx * 7919) % 10**6,
+                           cpu_ns=minus, peak_mem=10**6 + idx, rss_peak=minus, gpu_mem=minus, errors={}))
+    meta, buffer = timeline_payload(table)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium")
+        page = browser.new_page(viewport={"width": 1000, "height": 800})
+        page.set_content("<html><body></body></html>")
+        first, redraw = page.evaluate(DRAW, [esm("timeline"), meta, base64.b64encode(buffer).decode()])
+        browser.close()
+    return {"points": points, "first_draw_ms": round(first, 1), "overlay_redraw_ms": round(redraw, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
@@ -265,6 +313,7 @@ def main() -> None:
             print(json.dumps(results["polls"][-1]), file=sys.stderr)
         if args.browser:
             results["browser"] = bench_browser(directory, args.browser_indices, 1.3)
+            results["draw"] = [bench_draw(n) for n in (10_000, 100_000)]
     finally:
         if args.dir is None:
             shutil.rmtree(directory, ignore_errors=True)

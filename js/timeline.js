@@ -3,7 +3,8 @@
 // and sets the synced `selected_index` when a point is clicked.
 
 const COLOURS = ["#76b900", "#e5484d", "#8a8f98"];
-const MEMORY_COLOUR = "rgba(59,130,246,0.55)";
+const MEMORY_COLOUR = "#8fb8f8";
+const MEMORY_TEXT = "#3b82f6";
 const PAD = { left: 58, right: 58, top: 10, bottom: 30 };
 
 const STYLE = `
@@ -53,6 +54,30 @@ function decode(meta, value) {
   };
 }
 
+function hexToRgb(hex) {
+  const v = parseInt(hex.slice(1), 16);
+  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+}
+
+// Fill a size x size square of opaque pixels centred on (x, y), in device pixels, inside clip.
+function plot(image, clip, x, y, size, rgb) {
+  const x0 = Math.max(clip[0], Math.round(x - size / 2));
+  const y0 = Math.max(clip[1], Math.round(y - size / 2));
+  const x1 = Math.min(clip[2], x0 + size);
+  const y1 = Math.min(clip[3], y0 + size);
+  const data = image.data;
+  const width = image.width;
+  for (let row = y0; row < y1; row++) {
+    for (let col = x0; col < x1; col++) {
+      const o = (row * width + col) * 4;
+      data[o] = rgb[0];
+      data[o + 1] = rgb[1];
+      data[o + 2] = rgb[2];
+      data[o + 3] = 255;
+    }
+  }
+}
+
 function niceTicks(lo, hi, count) {
   if (!(hi > lo)) return [lo];
   const step0 = (hi - lo) / count;
@@ -95,7 +120,7 @@ function render({ model, el: host }) {
   const legend = document.createElement("span");
   legend.innerHTML =
     '<span style="color:#76b900">●</span> completed <span style="color:#e5484d">●</span> error ' +
-    '<span style="color:rgba(59,130,246,.9)">●</span> memory';
+    `<span style="color:${MEMORY_COLOUR}">●</span> memory`;
   tools.append(label, legend);
   const canvas = document.createElement("canvas");
   canvas.className = "psnc-timeline-canvas";
@@ -108,6 +133,7 @@ function render({ model, el: host }) {
   let screenX = new Float32Array(0);
   let screenY = new Float32Array(0);
   let frame = 0;
+  let memoryTicks = [];
 
   function describe(i) {
     if (i < 0 || i >= data.n) return "";
@@ -129,7 +155,7 @@ function render({ model, el: host }) {
     const height = canvas.clientHeight || 260;
     canvas.width = Math.round(width * ratio);
     canvas.height = Math.round(height * ratio);
-    const ctx = canvas.getContext("2d");
+    const ctx = canvas.getContext("2d", { willReadFrequently: true });
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, width, height);
 
@@ -173,38 +199,46 @@ function render({ model, el: host }) {
     for (const t of niceTicks(x0, x1, 8)) ctx.fillText(String(Math.round(t)), sx(t), height - PAD.bottom + 16);
     ctx.fillText("index", PAD.left + plotW / 2, height - 2);
 
+    // Points are written straight into the pixel buffer: canvas paths of 10^5 overlapping
+    // rectangles take Chromium's rasterizer hundreds of milliseconds.
+    const image = ctx.getImageData(0, 0, canvas.width, canvas.height);
+    const clip = [PAD.left * ratio, PAD.top * ratio, (PAD.left + plotW) * ratio, (PAD.top + plotH) * ratio];
+    const size = Math.max(1, Math.round((n > 20000 ? 2 : 3) * ratio));
+
     if (toggle.checked && m1 > 0) {
       const sm = (m) => PAD.top + plotH - (m / (m1 * 1.05)) * plotH;
-      ctx.fillStyle = MEMORY_COLOUR;
+      const rgb = hexToRgb(MEMORY_COLOUR);
       for (let i = 0; i < n; i++) {
         const m = data.memory[i];
-        if (isFinite(m)) ctx.fillRect(sx(data.idx[i]) - 1, sm(m) - 1, 2, 2);
+        if (isFinite(m)) plot(image, clip, sx(data.idx[i]) * ratio, sm(m) * ratio, size, rgb);
       }
-      ctx.textAlign = "left";
-      ctx.fillStyle = "rgba(59,130,246,.9)";
-      for (const t of niceTicks(0, m1 * 1.05, 5)) ctx.fillText(fmtBytes(t), PAD.left + plotW + 6, sm(t) + 4);
+      memoryTicks = niceTicks(0, m1 * 1.05, 5).map((t) => [fmtBytes(t), sm(t) + 4]);
+    } else {
+      memoryTicks = [];
     }
 
     screenX = new Float32Array(n);
     screenY = new Float32Array(n);
-    const size = n > 20000 ? 2 : 3;
     let drawn = 0;
-    // One path per status colour: far fewer state changes than one fill per point.
-    for (let s = 0; s < 3; s++) {
-      ctx.fillStyle = COLOURS[s];
-      ctx.beginPath();
+    // Errors are plotted last so they stay visible among many completed points.
+    for (const s of [0, 2, 1]) {
+      const rgb = hexToRgb(COLOURS[s]);
       for (let i = 0; i < n; i++) {
-        if (data.status[i] !== s && !(s === 2 && data.status[i] > 2)) continue;
+        const status = Math.min(data.status[i], 2);
+        if (status !== s) continue;
         const y = data.wall[i];
         const px = sx(data.idx[i]);
         const py = isFinite(y) ? sy(y) : PAD.top + plotH;
         screenX[i] = px;
         screenY[i] = py;
-        ctx.rect(px - size / 2, py - size / 2, size, size);
+        plot(image, clip, px * ratio, py * ratio, size, rgb);
         drawn++;
       }
-      ctx.fill();
     }
+    ctx.putImageData(image, 0, 0);
+    ctx.textAlign = "left";
+    ctx.fillStyle = MEMORY_TEXT;
+    for (const [label, y] of memoryTicks) ctx.fillText(label, PAD.left + plotW + 6, y);
     canvas.dataset.drawnPoints = String(drawn);
 
     const selected = model.get("selected_index");
