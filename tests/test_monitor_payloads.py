@@ -507,3 +507,15 @@ def _synthetic_batch(n: int, failures: list[int]):
         gpu_mem=minus.copy(),
         errors={i: ("E", "m") for i in failures},
     )
+
+
+def test_unreadable_path_is_reported(tmp_path):
+    # A path through a regular file fails with NotADirectoryError, whatever the user's permissions.
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with RunMonitor(blocker / "run.db") as mon:
+        assert mon.poll().changed
+        assert mon.state == INVALID
+        assert "cannot be read" in mon.message
+        assert "Not a directory" in mon.message
+        assert mon.poll().changed is False

@@ -300,6 +300,16 @@ class StoreReader:
                 self.message = f"Waiting for run: {self.path} does not exist yet."
                 return True
             return False
+        except OSError as exc:
+            message = f"{self.path} cannot be read: {exc}. Check the path and its permissions."
+            if self.state == INVALID and self.message == message:
+                return False
+            logger.info("Not watching %s: %s", self.path, exc)
+            self.close()
+            self.state = INVALID
+            self.message = message
+            self._invalid_stamp = None
+            return True
 
         if self.conn is not None and self._file_id != (stat.st_dev, stat.st_ino):
             logger.debug("Run store %s was replaced; reopening it", self.path)
