@@ -6,12 +6,12 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_backends.py --n 5000 --repeat 1 --backends process_pool
 
 Part 1 runs 20,000 trivial indices with 2 workers on each backend, with
-metrics off and on (``track_memory=False``), for three pipelines: an
-empty one (a source that yields one small dict, a sink that consumes it),
-one whose sink writes a small file per index, as real sinks do, and the
-same after 100 microseconds of CPU work per index. It prints indices per
-second (median of ``--repeat`` runs, off and on alternating) and the on/off
-ratio.
+metrics off and on (``track_memory=False``), for three pipelines. The empty
+one has a source that yields one small dict and a sink that consumes it.
+The second one's sink writes a small file per index, as real sinks do. The
+third does 100 microseconds of CPU work per index before writing that file.
+It prints indices per second (median of ``--repeat`` runs, off and on
+alternating) and the on/off ratio.
 Dask gets a ``LocalCluster`` of 2 single-threaded worker processes on
 127.0.0.1 that is started before timing (its start-up is printed apart);
 loky's reusable executor is warmed up the same way.
@@ -25,6 +25,7 @@ surface.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import platform
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="process_pool,loky,dask", help="comma-separated backends")
     parser.add_argument("--writer-n", type=int, default=20_000, help="records per writer in part 2 (default 20000)")
     parser.add_argument("--skip-writers", action="store_true", help="skip part 2")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     parser.add_argument("--dir", default=None, help="where stores and output files go (default: the system temp dir)")
     args = parser.parse_args(argv)
 
@@ -252,15 +254,24 @@ def main(argv: list[str] | None = None) -> int:
         f"sqlite {sqlite3.sqlite_version}, load average {os.getloadavg()[0]:.1f}, files in {args.dir or tempfile.gettempdir()}",
         flush=True,
     )
+    report: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}",
+        "load_average_at_start": os.getloadavg()[0],
+        "n": args.n,
+        "repeat": args.repeat,
+    }
+    status = 0
     with tempfile.TemporaryDirectory(prefix="psnc-bench-", dir=args.dir) as tmp:
         root = Path(tmp)
-        bench_backends([b for b in args.backends.split(",") if b], args.n, args.repeat, root)
+        report["backends"] = bench_backends([b for b in args.backends.split(",") if b], args.n, args.repeat, root)
         if not args.skip_writers:
-            rows = bench_writers(args.writer_n, root)
-            if any(r["locked"] or r["stored"] != r["expected"] for r in rows):
-                print("FAILED: a write was refused or lost", file=sys.stderr)
-                return 1
-    return 0
+            report["writers"] = bench_writers(args.writer_n, root)
+            if any(r["locked"] or r["stored"] != r["expected"] for r in report["writers"]):
+                print("FAILED: a write was rejected or lost", file=sys.stderr)
+                status = 1
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return status
 
 
 if __name__ == "__main__":

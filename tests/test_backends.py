@@ -1,9 +1,8 @@
 """The four backends give the same results and the same records, with real worker processes.
 
-Covers issue 3, items 1 and 5: process pool, loky and Dask (its own local
-cluster, and a user's ``distributed.LocalCluster`` Client) against the
-sequential run; Dask workers that cannot open the store send their records
-to the driver.
+Process pool, loky and Dask (its own local cluster, and a user's
+``distributed.LocalCluster`` Client) are compared with the sequential run.
+Dask workers that cannot open the store send their records to the driver.
 """
 
 from __future__ import annotations
@@ -86,7 +85,8 @@ def _compare_with_sequential(tmp: Path, name: str, backend: str, **options: obje
     results, merged, db = _run(tmp, name, backend, **options)
 
     assert results == expected
-    assert results[FAIL] is None and all(r is not None for i, r in enumerate(results) if i != FAIL)
+    assert results[FAIL] is None
+    assert all(r is not None for i, r in enumerate(results) if i != FAIL)
     want, got = _recorded(expected_db), _recorded(db)
     for key in ("indices", "stages", "stage_rows", "outputs"):
         assert got[key] == want[key], key
@@ -101,13 +101,15 @@ def _compare_with_sequential(tmp: Path, name: str, backend: str, **options: obje
 
 def test_process_pool_matches_sequential(tmp_path):
     got = _compare_with_sequential(tmp_path, "pool", "process_pool")
-    assert len(set(got["pids"])) == 2 and os.getpid() not in got["pids"]
+    assert len(set(got["pids"])) == 2
+    assert os.getpid() not in got["pids"]
 
 
 def test_loky_matches_sequential(tmp_path):
     pytest.importorskip("loky")
     got = _compare_with_sequential(tmp_path, "loky", "loky")
-    assert len(set(got["pids"])) == 2 and os.getpid() not in got["pids"]
+    assert len(set(got["pids"])) == 2
+    assert os.getpid() not in got["pids"]
 
 
 def test_dask_local_cluster_matches_sequential(tmp_path):
@@ -115,13 +117,15 @@ def test_dask_local_cluster_matches_sequential(tmp_path):
     with pytest.raises(ValueError):
         distributed.default_client()
     got = _compare_with_sequential(tmp_path, "dask", "dask")
-    assert len(set(got["pids"])) == 2 and os.getpid() not in got["pids"]
+    assert len(set(got["pids"])) == 2
+    assert os.getpid() not in got["pids"]
 
 
 def test_dask_client_matches_sequential(tmp_path, dask_client):
     worker_pids = set(dask_client.run(os.getpid).values())
     got = _compare_with_sequential(tmp_path, "dask_client", "dask", client=dask_client)
-    assert set(got["pids"]) == worker_pids and len(worker_pids) == 2
+    assert set(got["pids"]) == worker_pids
+    assert len(worker_pids) == 2
 
 
 def test_dask_uses_the_current_client(tmp_path, dask_client):
@@ -159,8 +163,8 @@ def test_dask_forced_remote_mode_records_everything(tmp_path, dask_client):
     assert (total, count) == (sum(i * i + 1 for i in range(N)), N)
 
 
-def test_dask_workers_that_cannot_see_the_store_send_records_back(tmp_path, dask_client, monkeypatch):
-    """Workers whose working directory holds no run store (another host, in effect) go remote by themselves."""
+def test_dask_unseen_store_goes_remote(tmp_path, dask_client, monkeypatch):
+    """Workers whose working directory has no run store (another host, in effect) send their records back."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     driver_dir = tmp_path / "driver"
@@ -180,7 +184,8 @@ def test_dask_workers_that_cannot_see_the_store_send_records_back(tmp_path, dask
     assert not (elsewhere / "run.db").exists()
     got = _recorded(driver_dir / "run.db")
     assert [i for i, status, _ in got["indices"] if status == "completed"] == list(range(N))
-    assert got["unattributed"] == 0 and len(set(got["pids"])) == 2
+    assert got["unattributed"] == 0
+    assert len(set(got["pids"])) == 2
 
 
 def test_store_reachable_checks_the_driver_run(tmp_path):

@@ -140,10 +140,17 @@ class Job:
         worker_id = None
         if self.writer is not None and reply.get("remote"):
             worker_id = self.remote_worker(reply["host"], reply["pid"])
+        stop: StopRun | None = None
         for index, paths, record, error in reply["results"]:
             if record is not None and worker_id is not None:
                 record.worker_id = worker_id
-            self.deliver(index, paths, record, error)
+            try:
+                self.deliver(index, paths, record, error)
+            except StopRun as exc:
+                # Write the rest of the reply's records before stopping, since they ran.
+                stop = stop or exc
+        if stop is not None:
+            raise stop
 
     def remote_worker(self, host: str, pid: int, heartbeat: bool = True) -> int | None:
         """Return the driver-side worker id of a worker that cannot write the store, registering it once."""
