@@ -109,14 +109,15 @@ class _IncrementalViews:
         self.top = candidates[np.argpartition(-wall, keep - 1)[:keep]] if keep else candidates
         self.shown = np.concatenate([self.shown, rows])
         if self.shown.size > self.max_points:
-            self.shown = self._thin(table, self.shown)
+            # Thinning to half the budget leaves room for many polls before the next thinning.
+            self.shown = self._thin(table, self.shown, self.max_points // 2)
 
-    def _thin(self, table: Any, rows: np.ndarray) -> np.ndarray:
+    def _thin(self, table: Any, rows: np.ndarray, target: int) -> np.ndarray:
         # Every failure is kept; the others are taken at an even stride, as the monitor's own thinning does.
         status = table.column("status")[rows]
         failures = rows[status != 0]
         others = rows[status == 0]
-        room = max(0, self.max_points - failures.size)
+        room = max(0, target - failures.size)
         step = max(1, -(-others.size // max(room, 1)))
         return np.union1d(failures[: self.max_points], others[::step][:room])
 
@@ -284,8 +285,13 @@ class DashboardData:
         """Return ``(matching count, rows of page)`` for an index query, ordered by index."""
         where, params = query.sql()
 
+        known = self._count_in_memory(query)
+
         def read(conn: sqlite3.Connection) -> tuple[int, list[dict[str, Any]]]:
-            total = conn.execute(f"SELECT count(*) FROM indices WHERE {where}", params).fetchone()[0]  # noqa: S608
+            if known is not None:
+                total = known
+            else:
+                total = conn.execute(f"SELECT count(*) FROM indices WHERE {where}", params).fetchone()[0]  # noqa: S608
             rows = conn.execute(
                 f"SELECT idx, status, wall_ns, peak_mem, rss_peak, worker_id, error_type, error_message "  # noqa: S608
                 f"FROM indices WHERE {where} ORDER BY idx LIMIT ? OFFSET ?",
@@ -295,6 +301,15 @@ class DashboardData:
             return int(total), [dict(zip(keys, r)) for r in rows]
 
         return self._cached(f"query:{query}:{page}:{page_size}", lambda: self._read(read, (0, [])))
+
+    def _count_in_memory(self, query: IndexQuery) -> int | None:
+        # Counting a whole run in SQL scans every row; the table already knows these counts.
+        table = self.monitor.table
+        if query.kind == "all":
+            return int(table.n)
+        if query.kind == "status":
+            return int(table.status_counts[1 if query.status == "error" else 0])
+        return None
 
     def _read(self, reader: Callable[[sqlite3.Connection], Any], default: Any) -> Any:
         with self._lock:
