@@ -325,7 +325,7 @@ def _markup_store(tmp_path: Path) -> Path:
         stages=(("source", "source"), ("Filter" + both, "filter"), ("sink", "sink")),
         config={
             "source": {"type": "pkg.mod:Source" + both, "params": {"value": both, "nested": {"k": both}}},
-            "filters": [{"type": "pkg.mod:Filter", "params": {"option": both}}],
+            "filters": [{"type": "test_dashboard_app:BrokenFilter", "params": {"option": both}}],
             "sink": {"type": "pkg.mod:Sink", "params": {"path": both}},
         },
         source_name="Source" + both,
@@ -340,7 +340,12 @@ def _markup_store(tmp_path: Path) -> Path:
 def test_markup_in_every_field_shows_as_text(tmp_path, browser):
     db = _markup_store(tmp_path)
     port = _free_port()
-    server = _start([str(BIN / "psnc"), "dashboard", str(db), "--port", str(port), "--no-browser"], tmp_path / "server.log")
+    # The tests folder on the path lets the server import the filter whose panel raises.
+    server = _start(
+        [str(BIN / "psnc"), "dashboard", str(db), "--port", str(port), "--no-browser"],
+        tmp_path / "server.log",
+        env={"PYTHONPATH": str(REPO / "tests")},
+    )
     try:
         url = f"http://127.0.0.1:{port}/"
         _wait_http(url, server, tmp_path / "server.log")
@@ -370,6 +375,10 @@ def test_markup_in_every_field_shows_as_text(tmp_path, browser):
         assert "art<b>x<i>`${y}`" in page.locator('[data-testid="artifact-group"]').first.inner_text() + page.locator(
             "text=/preview.parquet/"
         ).first.inner_text()
+
+        widget_error = page.locator('[data-testid="widget-error"]').first
+        widget_error.wait_for(timeout=20_000)
+        assert widget_error.inner_text().startswith("ValueError: cannot draw " + '<img src=x onerror="window.__xss=1">')
 
         page.get_by_label("Index query").fill("4")
         page.keyboard.press("Enter")

@@ -373,3 +373,20 @@ def test_incremental_views_match_full_recompute(tmp_path):
         shown_failed = set(points["idx"][points["status"] == 1].astype(int).tolist())
         assert failed == shown_failed
     data.close()
+
+
+def test_builtin_mean_widget_renders_through_registry(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    import panel as pn
+
+    registry = WidgetRegistry()
+    mean = registry.widgets.get("mean")
+    if mean is None:
+        pytest.skip(f"MeanFilter is not importable here: {registry.problems.get('mean')}")
+    path = tmp_path / "means.parquet"
+    pq.write_table(pa.table({"index": [0, 1, 2], "item": [0, 0, 0], "point_data/p": [1.0, 2.0, 3.0], "cell_data/q": [4.0, 5.0, 6.0]}), path)
+    assert registry.find(mean.name) is mean
+    view = registry.render(mean, mean.name, [str(path)], selected_index=1)
+    assert isinstance(view, pn.layout.ListLike)
+    assert view.min_height == mean.dashboard_layout_hints()["min_height"]
