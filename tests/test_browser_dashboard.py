@@ -287,7 +287,11 @@ def test_live_dashboard_in_chromium(tmp_path, browser):
         index = _click_a_timeline_point(browser)
         browser.tab("Pipeline")
         selected = page.locator('[data-testid="selected-index"]')
-        selected.wait_for(timeout=20_000)
+        try:
+            selected.wait_for(timeout=20_000)
+        except playwright_api.TimeoutError:
+            page.screenshot(path=str(tmp_path / "pipeline-not-selected.png"), full_page=True)
+            raise AssertionError(f"index {index} not shown; server log:\n{(tmp_path / 'server.log').read_text()[-4000:]}") from None
         assert selected.inner_text() == f"Index {index}"
         page.screenshot(path=str(tmp_path / "pipeline-selected.png"), full_page=True)
 

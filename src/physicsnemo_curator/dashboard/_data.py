@@ -77,8 +77,8 @@ class _LogBins:
 class _IncrementalViews:
     """The views whose cost must follow the new rows, not the run: timeline, histograms, slowest indices.
 
-    After a poll that only added rows, each is updated from those rows; a
-    reload or a replaced row (a rerun index) rebuilds them from the table.
+    After a poll that only added rows, each view is updated from those rows.
+    A reload or a replaced row (a rerun index) rebuilds them from the table.
     """
 
     def __init__(self, max_points: int) -> None:
@@ -136,7 +136,7 @@ class DashboardData:
     Parameters
     ----------
     path : str or Path
-        The run store file (it may not exist yet: the page then says it is waiting).
+        The run store file. It may not exist yet, and the page then shows that it is waiting.
     min_gap : float
         Polls closer together than this many seconds reuse the last result.
     clock : callable
@@ -303,7 +303,7 @@ class DashboardData:
         return self._cached(f"query:{query}:{page}:{page_size}", lambda: self._read(read, (0, [])))
 
     def _count_in_memory(self, query: IndexQuery) -> int | None:
-        # Counting a whole run in SQL scans every row; the table already knows these counts.
+        # Counting a whole run in SQL scans every row, and the in-memory table already has these counts.
         table = self.monitor.table
         if query.kind == "all":
             return int(table.n)

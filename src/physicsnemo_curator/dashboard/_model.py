@@ -4,9 +4,8 @@
 (same :class:`~physicsnemo_curator.monitor.StoreReader`, same
 :class:`~physicsnemo_curator.monitor.IndexTable`, same payload functions)
 but reads index rows and stage times with one ``group_concat`` query per
-batch, parsed by NumPy. Row-by-row fetching costs about 8 s for a million
-indices on a 2-core machine; this costs about 1.5 s, which is what lets the
-dashboard open a run of that size in seconds.
+batch, parsed by NumPy. On a 2-core VM, fetching a million indices row by row
+took about 8 s and this takes about 1.5 s (see ``benchmarks/README.md``).
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def free_port(address: str = "127.0.0.1") -> int:
 class DashboardSession:
     """The page of one browser session (or one notebook display).
 
-    Built by :meth:`DashboardApp.servable`; holds the three tabs, the
+    Built by :meth:`DashboardApp.servable`. It contains the three tabs, the
     toolbar and the periodic callback.
     """
 
@@ -161,8 +161,8 @@ class DashboardApp:
     Parameters
     ----------
     db : str or Path
-        The run store file. It may not exist yet: the page then says it is
-        waiting and shows the run once the file appears.
+        The run store file. It may not exist yet: the page then shows that it
+        is waiting, and shows the run once the file appears.
     interval : float
         Seconds between automatic refreshes.
     registry : WidgetRegistry, optional
