@@ -99,7 +99,7 @@ def _context_for(key: str, context: RunContext | None, driver: tuple[str, int] |
     return resolved
 
 
-def runner_for(key: str, pipeline_bytes: bytes, context: RunContext | None, driver: tuple[str, int] | None = None) -> IndexRunner:
+def runner_for(key: str, pipeline_bytes: bytes | str, context: RunContext | None, driver: tuple[str, int] | None = None) -> IndexRunner:
     """Return this process's and thread's runner for the run ``key``, opening it on first use.
 
     Runners left over from an earlier run in a reused process are closed
@@ -116,6 +116,9 @@ def runner_for(key: str, pipeline_bytes: bytes, context: RunContext | None, driv
     if runner is not None:
         return runner
 
+    if isinstance(pipeline_bytes, str):
+        with open(pipeline_bytes, "rb") as handle:
+            pipeline_bytes = handle.read()
     runner = IndexRunner(pickle.loads(pipeline_bytes), _context_for(key, context, driver))
     runner.open(register=True)
     with _lock:
@@ -218,7 +221,7 @@ def _recorded_in_run(runner: IndexRunner, indices: list[int]) -> tuple[dict[int,
 
 def run_chunk(
     key: str,
-    pipeline_bytes: bytes,
+    pipeline_bytes: bytes | str,
     context: RunContext | None,
     indices: list[int],
     replace: set[int],
@@ -232,8 +235,9 @@ def run_chunk(
     ----------
     key : str
         Identifies the run, so a reused worker process opens a runner per run.
-    pipeline_bytes : bytes
-        The pickled pipeline.
+    pipeline_bytes : bytes or str
+        The pickled pipeline, or the path of a local file that contains it
+        (read once per process and run).
     context : RunContext or None
         The run's store and id; ``None`` with metrics off.
     indices : list of int

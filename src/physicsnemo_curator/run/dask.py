@@ -138,15 +138,13 @@ class DaskBackend:
                 except distributed.KilledWorker as exc:
                     self._killed(job, chunk, alone, exc, queue, slot_dir)
                     continue
+                self._reap(job, slot_dir)
                 job.accept(reply)
             futures.clear()
 
     def _killed(self, job: Job, chunk: Chunk, alone: bool, exc: BaseException, queue: deque[tuple[Chunk, bool]], slot_dir: str) -> None:
         """Handle a chunk whose workers died: blame the index a dead local worker was running, requeue the rest."""
-        for pid, index in _worker.dead_slots(slot_dir).items():
-            job.mark_dead(pid, f"process {pid} ended and Dask lost its worker")
-            if index is not None:
-                self._blamed[index] = pid
+        self._reap(job, slot_dir)
         leftover = job.recover(chunk.indices)
         blamed = [i for i in leftover if i in self._blamed]
         for index in blamed:
@@ -159,6 +157,8 @@ class DaskBackend:
             job.deliver(index, None, record if job.writer is not None else None, error)
         if not leftover:
             return
+        # A rerun overwrites what a lost worker may have committed after the store was read.
+        job.replace.update(leftover)
         if blamed or (chunk.ordered and not alone):
             queue.append((Chunk(leftover, chunk.ordered), chunk.ordered))
             return
@@ -179,6 +179,15 @@ class DaskBackend:
                 index, None, None, job.run_id, None, f"(a Dask worker) died each time it ran it ({exc})"
             )
             job.deliver(index, None, record if job.writer is not None else None, error)
+
+    def _reap(self, job: Job, slot_dir: str) -> None:
+        """Mark local workers that died as dead, and note the index each was running."""
+        # A user's cluster may rerun the task elsewhere, so the index is blamed
+        # only if its task fails with KilledWorker and the store lacks it.
+        for pid, index in _worker.dead_slots(slot_dir).items():
+            job.mark_dead(pid, f"process {pid} ended and Dask lost its worker")
+            if index is not None:
+                self._blamed[index] = pid
 
     @staticmethod
     def _finish(client: Any, job: Job, key: str) -> None:

@@ -21,6 +21,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ FINISH_ROUNDS = 10
 """Rounds of finish calls sent to reach every worker that has a runner of the run."""
 
 FINISH_HOLD_SECONDS = 0.05
+
+WORKER_EXIT_SECONDS = 30.0
+"""How long the driver waits for loky to kill the surviving workers of a broken executor."""
 
 _EXIT_CODE = re.compile(r"\((-?\d+)\)")
 
@@ -133,7 +137,10 @@ class LokyBackend:
     def _run(self, job: Job, key: str, slot_dir: str, watch: _Watch, driver: tuple[str, int]) -> Any:
         n_workers = job.n_jobs
         queue: deque[Chunk] = deque(job.chunks(n_workers))
-        payload = job.portable_bytes
+        # Workers read the pipeline from a file once, instead of unpickling it with every chunk.
+        payload = os.path.join(slot_dir, "pipeline.pickle")
+        with open(payload, "wb") as handle:
+            handle.write(job.portable_bytes)
         breaks_without_progress = 0
         executor = self._executor(n_workers)
         while queue:
@@ -188,6 +195,7 @@ class LokyBackend:
         """
         if snapshot is None:
             snapshot = _Snapshot(RuntimeError("loky's executor broke"))
+        self._wait_for_workers_gone(snapshot)
         codes = [int(c) for c in _EXIT_CODE.findall(str(snapshot.error))]
         exitcode = codes[0] if len(set(codes)) == 1 else None
         culprits = {pid: snapshot.running.get(pid) for pid in snapshot.dead}
@@ -220,8 +228,30 @@ class LokyBackend:
                 leftover.remove(index)
                 job.deliver(index, None, record if job.writer is not None else None, error)
             if leftover:
+                # A rerun overwrites what a lost worker may have committed after the store was read.
+                job.replace.update(leftover)
                 queue.append(Chunk(leftover, chunk.ordered))
         return len(blamed)
+
+    def _wait_for_workers_gone(self, snapshot: _Snapshot) -> None:
+        """Wait until loky has killed the broken executor's workers, so none records an index after the store is read."""
+        # loky fails the futures before it kills the surviving workers, so the
+        # driver can get here while they still run their last index.
+        if self._current is not None:
+            try:
+                self._current.shutdown(wait=True)
+            except Exception as exc:  # noqa: BLE001 - the workers are checked below anyway
+                logger.debug("Shutting down loky's broken executor failed: %s", exc)
+        pids = [pid for pid in snapshot.running if pid not in snapshot.dead]
+        deadline = time.monotonic() + WORKER_EXIT_SECONDS
+        while any(_alive(pid) for pid in pids):
+            if time.monotonic() > deadline:
+                alive = [pid for pid in pids if _alive(pid)]
+                raise RuntimeError(
+                    f"loky's workers {alive} were still running {WORKER_EXIT_SECONDS:.0f} s after their executor broke; "
+                    f"stop them and rerun with resume=True."
+                )
+            time.sleep(0.01)
 
     def _finish(self, job: Job, executor: Any, key: str) -> None:
         """Flush every worker's filters and close its runner, in rounds because loky has no worker affinity."""

@@ -196,6 +196,8 @@ class ProcessPoolBackend:
                 leftover.remove(running)
                 job.deliver(running, None, record if job.writer is not None else None, error)
             if leftover:
+                # A rerun overwrites what a lost worker may have committed after the store was read.
+                job.replace.update(leftover)
                 queue.appendleft((chunk_id, Chunk(leftover, chunk.ordered)))
         worker.parent.close()
 
