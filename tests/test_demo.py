@@ -62,22 +62,20 @@ def test_demo_options_have_the_documented_defaults():
     assert _args("--no-serve", "--subset", "5").no_serve is True
 
 
-def test_structure_selection_spreads_over_all_collections():
-    every = demo.select_structures()
-    subset = demo.select_structures(subset=12)
+def test_demo_spreads_the_collections_over_the_run(tmp_path):
+    every = [f"{c}/{n}" for c, n in demo.build_pipeline(tmp_path).source.entries]
+    subset = [f"{c}/{n}" for c, n in demo.build_pipeline(tmp_path, subset=12).source.entries]
 
     assert len(every) == len(set(every)) == 255
     assert {name.split("/")[0] for name in every[:20]} == {"g2", "s22", "dcdft"}  # crystals spread, not bunched at the end
     assert len(subset) == len(set(subset)) == 12
     assert {name.split("/")[0] for name in subset} == {"g2", "s22", "dcdft"}
-    assert demo.select_structures(structures=["g2/H2O", " dcdft/Si "]) == ["g2/H2O", "dcdft/Si"]
-    with pytest.raises(ValueError, match="--subset must be at least 1"):
-        demo.select_structures(subset=0)
 
 
 def test_full_demo_covers_every_structure_several_times(tmp_path):
-    pipeline = demo.build_pipeline(tmp_path, names=demo.select_structures(), repeat=demo.DEFAULT_REPEAT)
+    pipeline = demo.build_pipeline(tmp_path, repeat=demo.DEFAULT_REPEAT)
     assert len(pipeline) == 255 * demo.DEFAULT_REPEAT
+    assert pipeline.source.config()["names"] is None  # a compact configuration, not 255 names
     assert [type(f).__name__ for f in pipeline.filters] == ["AtomicStatsFilter", "SupercellRDFFilter"]
     assert Path(pipeline.db_path).parent == tmp_path
 
@@ -137,12 +135,14 @@ def test_demo_runs_with_process_pool_through_psnc(tmp_path):
     assert "Curated 12 of 12 structures" in done.stdout
     with PipelineStore.from_db(_db_of(out)) as store:
         assert store.completed_indices() == list(range(12))
-        pids = {w["pid"] for w in store.workers()}
-    assert len(pids) == 2
+        pid_of_worker = {w["worker_id"]: w["pid"] for w in store.workers()}
+        ran = {pid_of_worker[m.worker_id] for m in store.metrics().indices}
+    assert len(pid_of_worker) == 2 and len(set(pid_of_worker.values())) == 2
     rows = pq.read_table(out / "artifacts" / "atomic_stats.parquet").to_pylist()
     assert [r["index"] for r in rows] == list(range(12))
-    _check_rows_against_ase(rows, demo.select_structures(subset=12))
-    assert len(list((out / "artifacts" / "atomic_stats.shards").glob("*.parquet"))) >= 2
+    _check_rows_against_ase(rows, [f"{c}/{n}" for c, n in demo.build_pipeline(tmp_path, subset=12).source.entries])
+    shards = sorted((out / "artifacts" / "atomic_stats.shards").glob("*.parquet"))
+    assert {int(p.stem.rsplit("-", 3)[1]) for p in shards} == ran  # one shard per worker that ran structures
 
 
 def test_demo_serves_the_dashboard_while_it_runs(tmp_path, capsys, monkeypatch):
@@ -187,7 +187,9 @@ def test_demo_runs_without_the_dashboard_package(tmp_path, capsys, monkeypatch):
     assert "Curated 1 of 1 structures" in captured.out
 
 
-def test_demo_reports_bad_structure_names(tmp_path, capsys):
-    code = demo.run(_args("--no-serve", "--out", str(tmp_path), "--structures", "g2/Kryptonite"))
-    assert code == 2
+def test_demo_reports_bad_options(tmp_path, capsys):
+    assert demo.run(_args("--no-serve", "--out", str(tmp_path), "--structures", "g2/Kryptonite")) == 2
     assert "ASE collection 'g2' has no structure 'Kryptonite'" in capsys.readouterr().err
+    assert demo.run(_args("--no-serve", "--out", str(tmp_path), "--subset", "0")) == 2
+    assert "subset must be 1 or more, got 0" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import pickle
@@ -45,6 +46,19 @@ def _only(rows: list[dict], name: str) -> dict:
     return row
 
 
+def _assert_each_shard_has_one_writer(pipeline: Pipeline, shards: list[Path]) -> None:
+    """Each shard holds only rows of indices that its own worker ran; every worker that ran wrote its own."""
+    with PipelineStore.from_db(pipeline.db_path) as store:
+        pid_of_worker = {w["worker_id"]: w["pid"] for w in store.workers()}
+        pid_of_index = {m.index: pid_of_worker[m.worker_id] for m in store.metrics().indices}
+    shard_pids = set()
+    for shard in shards:
+        pid = int(shard.stem.rsplit("-", 3)[1])  # <host>-<pid>-<token>-<n>
+        assert {pid_of_index[i] for i in pq.read_table(shard).column("index").to_pylist()} == {pid}
+        shard_pids.add(pid)
+    assert shard_pids == set(pid_of_index.values())
+
+
 # -- sources ----------------------------------------------------------------
 
 
@@ -72,6 +86,24 @@ def test_collection_source_covers_the_255_structures_shipped_with_ase():
         ASECollectionSource(collections=["qm9"])
     with pytest.raises(IndexError, match="index 4 is out of range"):
         next(iter(picked[4]))
+
+
+def test_collection_source_subsets_and_interleaves():
+    plain = ASECollectionSource(collections=["s22", "dcdft"])
+    mixed = ASECollectionSource(collections=["s22", "dcdft"], interleave=True)
+    few = ASECollectionSource(collections=["s22", "dcdft"], interleave=True, subset=10)
+
+    assert [c for c, _ in plain.entries] == ["s22"] * 22 + ["dcdft"] * 71
+    assert sorted(mixed.entries) == sorted(plain.entries)
+    assert [n for c, n in mixed.entries if c == "s22"] == ase.collections.s22.names  # each keeps its order
+    first_s22 = [k for k, (c, _) in enumerate(mixed.entries) if c == "s22"]
+    assert max(b - a for a, b in itertools.pairwise(first_s22)) <= 5  # about every 93/22 indices
+    assert len(few) == 10 and set(few.entries) <= set(mixed.entries)
+    assert {c for c, _ in few.entries} == {"s22", "dcdft"}
+    named = ASECollectionSource(names=["g2/H2O", "dcdft/Si", "g2/CH4"], interleave=True)
+    assert named.entries == [("g2", "H2O"), ("dcdft", "Si"), ("g2", "CH4")]  # the order given
+    with pytest.raises(ValueError, match="subset must be 1 or more"):
+        ASECollectionSource(subset=0)
 
 
 def test_database_source_reads_rows_in_id_order(tmp_path):
@@ -308,7 +340,7 @@ def test_parallel_workers_write_their_own_shards(tmp_path):
         collection, name = full.split("/")
         assert row["n_atoms"] == len(getattr(ase.collections, collection)[name])
     shards = sorted(shard_dir(tmp_path / "stats.parquet").glob("*.parquet"))
-    assert len({p.name.rsplit("-", 1)[0] for p in shards}) == 2
+    _assert_each_shard_has_one_writer(pipeline, shards)
     assert sum(pq.read_table(p).num_rows for p in shards) == len(names)
     for index in range(len(names)):
         (shard,) = pipeline.filter_artifacts_for_index(index)[AtomicStatsFilter.name]

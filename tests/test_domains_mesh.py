@@ -15,6 +15,7 @@ import pytest
 
 from physicsnemo_curator import Pipeline, gather_pipeline, run_pipeline
 from physicsnemo_curator.core.config import config_hash
+from physicsnemo_curator.core.pipeline_store import PipelineStore
 from physicsnemo_curator.domains.mesh import Mesh
 from physicsnemo_curator.domains.mesh._tabular import TabularStatsFilter, read_tables, rows_to_table, shard_dir, write_table_atomic
 from physicsnemo_curator.domains.mesh.filters.mean import MeanFilter
@@ -36,6 +37,19 @@ def _numpy_means(mesh: Mesh) -> dict[str, float]:
 
 def _rows(path: Path) -> list[dict]:
     return pq.read_table(path).to_pylist()
+
+
+def _assert_each_shard_has_one_writer(pipeline: Pipeline, shards: list[Path]) -> None:
+    """Each shard holds only rows of indices that its own worker ran; every worker that ran wrote its own."""
+    with PipelineStore.from_db(pipeline.db_path) as store:
+        pid_of_worker = {w["worker_id"]: w["pid"] for w in store.workers()}
+        pid_of_index = {m.index: pid_of_worker[m.worker_id] for m in store.metrics().indices}
+    shard_pids = set()
+    for shard in shards:
+        pid = int(shard.stem.rsplit("-", 3)[1])  # <host>-<pid>-<token>-<n>
+        assert {pid_of_index[i] for i in pq.read_table(shard).column("index").to_pylist()} == {pid}
+        shard_pids.add(pid)
+    assert shard_pids == set(pid_of_index.values())
 
 
 # -- container and source -------------------------------------------------
@@ -117,9 +131,7 @@ def test_mean_filter_matches_numpy_means(tmp_path, backend, n_jobs):
     for index in range(9):
         (shard,) = pipeline.filter_artifacts_for_index(index)[MeanFilter.name]
         assert index in [r["index"] for r in _rows(Path(shard))]
-    shards = sorted(shard_dir(output).glob("*.parquet"))
-    tokens = {p.name.rsplit("-", 1)[0] for p in shards}
-    assert len(tokens) == n_jobs
+    _assert_each_shard_has_one_writer(pipeline, sorted(shard_dir(output).glob("*.parquet")))
 
 
 def test_mean_filter_accepts_any_object_with_field_mappings(tmp_path):

@@ -44,43 +44,11 @@ DEFAULT_PORT = 5006
 STATS_FILE = "atomic_stats.parquet"
 
 
-def all_structures() -> list[str]:
-    """Return every structure of ASE's collections as ``collection/name``, the collections interleaved.
-
-    Molecules are cheap and crystals costly; spreading the crystals evenly
-    over the indices keeps both workers busy to the end and the progress steady.
-    """
-    import ase.collections
-
-    keyed = []
-    for collection in COLLECTIONS:
-        names = getattr(ase.collections, collection).names
-        keyed.extend(((k + 0.5) / len(names), f"{collection}/{name}") for k, name in enumerate(names))
-    return [name for _, name in sorted(keyed)]
-
-
-def select_structures(subset: int | None = None, structures: Sequence[str] | None = None) -> list[str]:
-    """Return the ``collection/name`` list of a demo run.
-
-    ``structures`` names them explicitly; ``subset`` takes that many spread
-    evenly over all of them (so molecules, dimers and crystals are all in);
-    with neither, every structure.
-    """
-    if structures:
-        return [s.strip() for s in structures if s.strip()]
-    every = all_structures()
-    if subset is None or subset >= len(every):
-        return every
-    if subset < 1:
-        raise ValueError(f"--subset must be at least 1, got {subset}.")
-    step = len(every) / subset
-    return [every[int(k * step)] for k in range(subset)]
-
-
 def build_pipeline(
     out: str | os.PathLike[str],
     *,
     names: Sequence[str] | None = None,
+    subset: int | None = None,
     repeat: int = 1,
     rattle: float = DEFAULT_RATTLE,
     target_atoms: int = DEFAULT_TARGET_ATOMS,
@@ -90,7 +58,9 @@ def build_pipeline(
 ) -> Pipeline:
     """Build the demo pipeline writing under ``out``.
 
-    Structures go to ``out/structures``, the merged statistics to
+    It reads every structure of ASE's collections (or ``names``, or a
+    ``subset`` spread over them), the collections interleaved so that costly
+    crystals are spread over the run. Structures go to ``out/structures``, the merged statistics to
     ``out/artifacts/atomic_stats.parquet`` (worker shards beside it in
     ``atomic_stats.shards/``) and the run store to ``db_file`` (default: a
     new timestamped file in ``out``).
@@ -99,7 +69,7 @@ def build_pipeline(
     if db_file is None:
         db_file = out / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.db"
     return Pipeline(
-        source=ASECollectionSource(names=names, repeat=repeat, rattle=rattle),
+        source=ASECollectionSource(names=names, subset=subset, interleave=True, repeat=repeat, rattle=rattle),
         filters=[
             AtomicStatsFilter(output=str(out / "artifacts" / STATS_FILE)),
             SupercellRDFFilter(target_atoms=target_atoms, r_max=r_max),
@@ -141,9 +111,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo; return 0 when every structure completed, 1 when some failed, 2 for bad options."""
     out = Path(args.out)
     try:
-        names = select_structures(args.subset, args.structures.split(",") if args.structures else None)
-        repeat = args.repeat if args.repeat is not None else (1 if args.subset or args.structures else DEFAULT_REPEAT)
-        pipeline = build_pipeline(out, names=names, repeat=repeat, target_atoms=args.target_atoms, output_format=args.output_format)
+        names = [n for n in args.structures.split(",") if n.strip()] if args.structures else None
+        repeat = args.repeat if args.repeat is not None else (1 if args.subset or names else DEFAULT_REPEAT)
+        pipeline = build_pipeline(out, names=names, subset=args.subset, repeat=repeat, target_atoms=args.target_atoms, output_format=args.output_format)
         total = len(pipeline)
     except (ValueError, ImportError) as exc:
         print(f"psnc demo: {exc}", file=sys.stderr)
@@ -152,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     db_path = Path(pipeline.db_path)
 
     kinds = ", ".join(COLLECTIONS)
-    print(f"psnc demo: {total} structures ({len(names)} from ASE's {kinds} x {repeat}), backend {args.backend} with {args.n_jobs} job(s)")
+    print(f"psnc demo: {total} structures ({len(pipeline.source.entries)} from ASE's {kinds} x {repeat}), backend {args.backend} with {args.n_jobs} job(s)")
     print(f"  database: {db_path}")
     with _dashboard(db_path, args.port, serve=not args.no_serve) as url:
         started = time.perf_counter()

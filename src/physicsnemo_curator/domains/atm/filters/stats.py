@@ -117,7 +117,7 @@ class AtomicStatsFilter(TabularStatsFilter[Atoms]):
             first = frame[selected].iloc[0]
             caption = f"{len(frame)} structures; index {selected_index}: {first.get('name', '')} ({first.get('formula', '')}, {int(first['n_atoms'])} atoms)"
         parts: list[Any] = [
-            pn.pane.HTML(f"<h3 style='margin: 0'>Atomic statistics</h3><div>{html.escape(caption)}</div>"),
+            pn.pane.HTML(f"<h3 style='margin: 0'>Atomic statistics</h3><div>{html.escape(caption)}</div>", sizing_mode="stretch_width"),
             pn.pane.Bokeh(_scatter(frame, axes, x, y, selected, selected_index), sizing_mode="stretch_width"),
         ]
         if problems:

@@ -56,6 +56,12 @@ class ASECollectionSource(Source[Atoms]):
     names : sequence of str, optional
         Pick only these structures, as ``"collection/name"`` (e.g.
         ``"g2/H2O"``, ``"dcdft/Si"``); overrides ``collections``.
+    subset : int, optional
+        Keep only this many structures, spread evenly over the selection.
+    interleave : bool
+        Spread each collection evenly over the indices instead of one
+        collection after the other (``names`` keep the order given). Molecules are cheap and crystals costly,
+        so this keeps parallel workers equally busy and progress steady.
     repeat : int
         Copies of the selection (the source has ``repeat * n`` indices).
     rattle : float
@@ -71,6 +77,8 @@ class ASECollectionSource(Source[Atoms]):
         self,
         collections: Sequence[str] = COLLECTIONS,
         names: Sequence[str] | None = None,
+        subset: int | None = None,
+        interleave: bool = False,
         repeat: int = 1,
         rattle: float = 0.0,
         seed: int = 0,
@@ -79,12 +87,16 @@ class ASECollectionSource(Source[Atoms]):
         unknown = [c for c in collections if c not in COLLECTIONS]
         if unknown:
             raise ValueError(f"Unknown ASE collection(s) {unknown}; choose from {list(COLLECTIONS)}.")
+        if subset is not None and subset < 1:
+            raise ValueError(f"subset must be 1 or more, got {subset}.")
         if repeat < 1:
             raise ValueError(f"repeat must be 1 or more, got {repeat}.")
         if rattle < 0:
             raise ValueError(f"rattle is a standard deviation in Angstrom and cannot be negative, got {rattle}.")
         self.collections = collections
-        self.names = None if names is None else [str(n) for n in names]
+        self.names = None if names is None else [str(n).strip() for n in names]
+        self.subset = None if subset is None else int(subset)
+        self.interleave = bool(interleave)
         self.repeat = int(repeat)
         self.rattle = float(rattle)
         self.seed = int(seed)
@@ -95,6 +107,8 @@ class ASECollectionSource(Source[Atoms]):
         return [
             Param("collections", list, list(COLLECTIONS), "ASE collections to read: g2, s22, dcdft."),
             Param("names", list, None, "Only these structures, as 'collection/name'."),
+            Param("subset", int, None, "Keep this many structures, spread over the selection."),
+            Param("interleave", bool, False, "Spread each collection over the indices."),
             Param("repeat", int, 1, "Copies of the selection."),
             Param("rattle", float, 0.0, "Displacement (Angstrom) of the copies after the first."),
             Param("seed", int, 0, "Seed of the displacements."),
@@ -105,17 +119,14 @@ class ASECollectionSource(Source[Atoms]):
         """The selected ``(collection, name)`` pairs, in index order."""
         if self._entries is None:
             if self.names is None:
-                self._entries = [(c, n) for c in self.collections for n in getattr(ase.collections, c).names]
+                groups = [[(c, n) for n in getattr(ase.collections, c).names] for c in self.collections]
+                entries = _interleaved(groups) if self.interleave else [e for group in groups for e in group]
             else:
-                entries = []
-                for full in self.names:
-                    collection, sep, name = full.partition("/")
-                    if not sep or collection not in COLLECTIONS:
-                        raise ValueError(f"Structure {full!r} is not of the form 'collection/name' with a collection in {list(COLLECTIONS)}.")
-                    if not getattr(ase.collections, collection).has(name):
-                        raise ValueError(f"ASE collection {collection!r} has no structure {name!r}.")
-                    entries.append((collection, name))
-                self._entries = entries
+                entries = [_parse_name(full) for full in self.names]
+            if self.subset is not None and self.subset < len(entries):
+                step = len(entries) / self.subset
+                entries = [entries[int(k * step)] for k in range(self.subset)]
+            self._entries = entries
         return self._entries
 
     def __len__(self) -> int:
@@ -135,6 +146,21 @@ class ASECollectionSource(Source[Atoms]):
                 rng = np.random.default_rng([self.seed, index])
                 atoms.positions = atoms.positions + rng.normal(0.0, self.rattle, atoms.positions.shape)
         yield _tag(atoms, index, label, psnc_source=collection)
+
+
+def _parse_name(full: str) -> tuple[str, str]:
+    collection, sep, name = full.partition("/")
+    if not sep or collection not in COLLECTIONS:
+        raise ValueError(f"Structure {full!r} is not of the form 'collection/name' with a collection in {list(COLLECTIONS)}.")
+    if not getattr(ase.collections, collection).has(name):
+        raise ValueError(f"ASE collection {collection!r} has no structure {name!r}.")
+    return collection, name
+
+
+def _interleaved(groups: list[list[tuple[str, str]]]) -> list[tuple[str, str]]:
+    """Merge the groups so that each is spread evenly over the result, keeping each group's order."""
+    keyed = [((k + 0.5) / len(group), g, k) for g, group in enumerate(groups) for k in range(len(group))]
+    return [groups[g][k] for _, g, k in sorted(keyed)]
 
 
 class ASEDatabaseSource(Source[Atoms]):

@@ -103,7 +103,7 @@ class MeanFilter(TabularStatsFilter[Any]):
                 "meshes": [int(frame[f].notna().sum()) for f in fields],
             }
         )
-        parts: list[Any] = [pn.pane.HTML(f"<h3 style='margin: 0'>{html.escape(title)}</h3>")]
+        parts: list[Any] = [pn.pane.HTML(f"<h3 style='margin: 0'>{html.escape(title)}</h3>", sizing_mode="stretch_width")]
         if values is not None:
             data = pd.DataFrame({"field": fields, "mean": values.astype(float).to_numpy()})
             bars = hv.Bars(data, kdims=["field"], vdims=["mean"]).opts(
