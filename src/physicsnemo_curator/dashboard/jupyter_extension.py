@@ -194,7 +194,7 @@ def _handlers(serverapp: Any, backends: _Backends) -> list[tuple[str, type, dict
             )
             response = await AsyncHTTPClient().fetch(request, raise_error=False)
             if response.code == 599:
-                raise web.HTTPError(502, f"The dashboard server of {backend.db_path} did not answer: {response.error}")
+                raise web.HTTPError(502, f"The dashboard server of {backend.db_path} did not respond: {response.error}")
             self.set_status(response.code, response.reason)
             for name, value in response.headers.get_all():
                 if name.lower() not in _HOP_HEADERS and name.lower() != "set-cookie":

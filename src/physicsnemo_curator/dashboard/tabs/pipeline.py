@@ -16,7 +16,7 @@ from physicsnemo_curator.dashboard.widgets import WidgetRegistry
 logger = logging.getLogger(__name__)
 
 AGGREGATE_REDRAW_SECONDS = 10.0
-"""Least time between two redraws of the run-wide artifact view while a run is live."""
+"""Minimum seconds between two redraws of the run-wide artifact view while a run is live."""
 
 
 def component_cards(meta: dict[str, Any], stages: list[dict[str, Any]]) -> _html.Safe:
@@ -121,7 +121,7 @@ class PipelineTab:
         self.query: IndexQuery = IndexQuery("all")
         self.page = 0
         self.total = 0
-        self._shown: tuple[Any, ...] | None = None
+        self._drawn_key: tuple[Any, ...] | None = None
         self._drawn_at = 0.0
 
         self.cards = _html.pane()
@@ -208,14 +208,14 @@ class PipelineTab:
         if index is None:
             # The run-wide view reads every artifact file, so a live run redraws it at most every few seconds.
             now = time.monotonic()
-            if not force and self._shown and self._shown[0] is None and now - self._drawn_at < AGGREGATE_REDRAW_SECONDS:
+            if not force and self._drawn_key and self._drawn_key[0] is None and now - self._drawn_at < AGGREGATE_REDRAW_SECONDS:
                 return
             key: tuple[Any, ...] = (None, self.data.version)
         else:
             key = (int(index), self.data.index_detail(int(index)) is not None)
-        if key == self._shown and not force:
+        if key == self._drawn_key and not force:
             return
-        self._shown = key
+        self._drawn_key = key
         self._drawn_at = time.monotonic()
         parts: list[Any] = []
         if index is not None:
