@@ -243,3 +243,64 @@ def test_psnc_monitor_follows_a_live_run(jupyter_server, tmp_path):
 
     assert (tmp_path / "psnc_monitor.png").stat().st_size > 10_000
     assert outside == [], f"the page requested hosts outside localhost: {outside}"
+
+
+def test_monitor_updates_while_the_kernel_runs_the_pipeline(jupyter_server, tmp_path):
+    root = jupyter_server["root"]
+    db = tmp_path / "same" / "pipeline.db"
+    run_cell = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(TESTS_DIR)!r})
+        from pipeline_parts import RangeSource, TextSink
+        from physicsnemo_curator import Pipeline, run_pipeline
+        pipeline = Pipeline(source=RangeSource(30, sleep=0.2), sink=TextSink({str(tmp_path / 'out')!r}), db_file={str(db)!r})
+        results = run_pipeline(pipeline)
+        print("done", len(results))
+        """
+    )
+    _notebook(root / "same.ipynb", ["%load_ext psnc", f"%psnc_monitor {db} --interval 0.5", run_cell])
+
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            port, token = jupyter_server["port"], jupyter_server["token"]
+            page.goto(f"http://127.0.0.1:{port}/lab/tree/same.ipynb?token={token}&reset", timeout=90_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.jp-StatusBar-Widget')].some(e => /\\| Idle/.test(e.textContent))",
+                timeout=90_000,
+            )
+            page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+            page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+            page.wait_for_selector(".psnc-monitor .psnc-state:text-is('live')", timeout=60_000)
+
+            # While the third cell is still running, the monitor (first count) and run_pipeline's own
+            # progress widget (second count) both move.
+            monitor_seen: set[str] = set()
+            run_seen: set[str] = set()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                busy = page.locator(".jp-Cell").nth(2).locator(".jp-InputPrompt").text_content() or ""
+                counts = page.locator(".psnc-progress-completed-value").all_text_contents()
+                if "*" not in busy:
+                    break
+                if counts:
+                    monitor_seen.add(counts[0])
+                if len(counts) > 1:
+                    run_seen.add(counts[1])
+                time.sleep(0.2)
+            assert len(monitor_seen - {"0"}) >= 3, f"the monitor did not update while the kernel was busy: {monitor_seen}"
+            assert len(run_seen - {"0"}) >= 3, f"run_pipeline's progress widget did not update: {run_seen}"
+
+            last = page.locator(".jp-Cell").nth(2)
+            playwright_api.expect(last.locator(".jp-InputPrompt")).to_have_text("[3]:", timeout=30_000)
+            last.scroll_into_view_if_needed()
+            playwright_api.expect(last.locator(".jp-OutputArea-output", has_text="done 30")).to_be_visible()
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.psnc-progress-completed-value')].every(e => e.textContent === '30')",
+                timeout=15_000,
+            )
+        finally:
+            page.screenshot(path=str(tmp_path / "same_kernel.png"), full_page=True)
+            browser.close()
