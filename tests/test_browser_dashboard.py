@@ -450,3 +450,52 @@ def test_jupyter_server_extension_serves_dashboard(tmp_path, browser):
         browser.assert_clean()
     finally:
         _stop(server)
+
+
+def test_servable_page_displays_inline_in_jupyterlab(tmp_path, browser):
+    from physicsnemo_curator.dashboard._synthetic import write_store
+
+    db = write_store(tmp_path / "inline.db", 25, error_every=5)
+    root = tmp_path / "root"
+    root.mkdir()
+    cells = ["from physicsnemo_curator.dashboard import DashboardApp", f"DashboardApp({str(db)!r}).servable()"]
+    notebook = {
+        "cells": [
+            {"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": src}
+            for i, src in enumerate(cells)
+        ],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    (root / "inline.ipynb").write_text(__import__("json").dumps(notebook))
+    port = _free_port()
+    token = "psnc-inline-token"
+    server = _start(
+        [
+            str(BIN / "jupyter"), "lab", "--allow-root", "--no-browser", "--ip", "127.0.0.1", "--port", str(port),
+            f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
+            f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+        ],
+        tmp_path / "lab.log",
+        env={"HOME": str(tmp_path / "home"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "IPYTHONDIR": str(tmp_path / "ipython")},
+        cwd=root,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", server, tmp_path / "lab.log")
+        page = browser.page
+        page.goto(f"http://127.0.0.1:{port}/lab/tree/inline.ipynb?token={token}&reset", timeout=90_000)
+        page.wait_for_selector(".jp-Notebook", timeout=90_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.jp-StatusBar-Widget')].some(e => /\\| Idle/.test(e.textContent))",
+            timeout=90_000,
+        )
+        page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+        page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+        assert browser.completed() == 20
+        page.locator('[data-testid="workers"]').first.wait_for(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "jupyterlab-inline.png"), full_page=True)
+        assert page.evaluate("window.__xss") is None
+        assert browser.external == []
+    finally:
+        _stop(server)

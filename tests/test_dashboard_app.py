@@ -390,3 +390,32 @@ def test_builtin_mean_widget_renders_through_registry(tmp_path):
     view = registry.render(mean, mean.name, [str(path)], selected_index=1)
     assert isinstance(view, pn.layout.ListLike)
     assert view.min_height == mean.dashboard_layout_hints()["min_height"]
+
+
+def test_preview_table_and_histogram_payloads():
+    import numpy as np
+
+    from physicsnemo_curator.dashboard._data import _LogBins
+    from physicsnemo_curator.dashboard.tabs.pipeline import preview_table
+
+    preview = {
+        "path": "/x/" + MARKUP + ".parquet",
+        "columns": [{"name": "a" + MARKUP, "type": "int64"}],
+        "rows": [[i] for i in range(20)],
+        "num_rows": 30,
+        "error": None,
+    }
+    markup = preview_table(preview)
+    assert markup.count("<tr>") == 21
+    assert "first 20 of 30 rows" in markup
+    assert "<img" not in markup and "a&lt;img" in markup
+    assert "Cannot preview" in preview_table({**preview, "error": "Cannot preview x"})
+
+    bins = _LogBins()
+    bins.add(np.array([1024.0, 1500.0, 2**20, np.nan, -1.0]))
+    payload = bins.payload("memory")
+    assert payload["count"] == 3
+    assert len(payload["edges"]) == len(payload["counts"]) + 1
+    assert payload["edges"][0] <= 1024 < payload["edges"][1]
+    assert payload["edges"][-2] <= 2**20 < payload["edges"][-1]
+    assert _LogBins().payload("gpu_mem")["count"] == 0

@@ -84,7 +84,7 @@ class DashboardSession:
         self.performance = PerformanceTab(self.data, self.select)
         self.pipeline.selected.param.watch(lambda event: self.performance.select(event.new), "value")
 
-        self.refresh_button = pmui.Button(label="Refresh", icon="refresh", variant="contained", color="primary")
+        self.refresh_button = pmui.Button(label="Refresh", variant="contained", color="primary")
         self.refresh_button.on_click(lambda _event: self.refresh(force=True))
         self.run_label = _html.pane(sizing_mode="fixed", width=420, height=44, margin=(2, 10), styles={"color": "inherit"})
         self.updated = _html.pane(sizing_mode="fixed", width=150, margin=(10, 10))
