@@ -309,3 +309,11 @@ def test_first_error_stops_the_run_with_its_exception(tmp_path, backend, dask_cl
     assert run_status == "failed"
     assert error == ("error", "ValueError")
     assert workers <= {"stopped", "dead"}
+
+
+def test_unknown_backend_option_is_rejected(tmp_path):
+    pipeline = _pipeline(tmp_path, "typo", n=4)
+    with pytest.raises(TypeError, match=r"no option 'clinet'.*Did you mean 'client'\?"):
+        run_pipeline(pipeline, n_jobs=2, backend="dask", clinet=None, progress=False)
+    with pytest.raises(TypeError, match=r"process_pool backend has no option 'timeout'"):
+        run_pipeline(pipeline, n_jobs=2, backend="process_pool", timeout=3, progress=False)

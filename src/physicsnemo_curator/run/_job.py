@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import pickle
@@ -45,7 +46,12 @@ class Chunk:
 
 @dataclass
 class Job:
-    """Everything a backend needs to run: the pipeline, the work, and the result callback."""
+    """Everything a backend needs to run: the pipeline, the work, and the result callback.
+
+    Two backend options are taken here for every backend:
+    ``heartbeat_seconds`` (the workers' heartbeat period) and ``chunk_size``
+    (indices per chunk, instead of the backend's default).
+    """
 
     pipeline: Pipeline
     indices: list[int]
@@ -93,6 +99,16 @@ class Job:
     @property
     def run_id(self) -> int | None:
         return None if self.context is None else self.context.run_id
+
+    def check_options(self, backend: str, allowed: Sequence[str]) -> None:
+        """Raise TypeError for a backend option that ``backend`` does not take, with the closest valid name."""
+        for name in self.options:
+            if name in allowed:
+                continue
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            valid = ", ".join(sorted(allowed)) or "none"
+            raise TypeError(f"The {backend} backend has no option {name!r} (its options: {valid}).{hint}")
 
     def replace_for(self, indices: Sequence[int]) -> set[int]:
         return {i for i in indices if i in self.replace}

@@ -64,6 +64,7 @@ class DaskBackend:
 
     def run(self, job: Job) -> None:
         distributed = _import_distributed()
+        job.check_options(self.name, ("client",))
         client = job.options.get("client")
         owned: list[Any] = []
         if client is None:
@@ -145,6 +146,7 @@ class DaskBackend:
     def _killed(self, job: Job, chunk: Chunk, alone: bool, exc: BaseException, queue: deque[tuple[Chunk, bool]], slot_dir: str) -> None:
         """Handle a chunk whose workers died: blame the index a dead local worker was running, requeue the rest."""
         self._reap(job, slot_dir)
+
         leftover = job.recover(chunk.indices)
         blamed = [i for i in leftover if i in self._blamed]
         for index in blamed:
@@ -157,19 +159,21 @@ class DaskBackend:
             job.deliver(index, None, record if job.writer is not None else None, error)
         if not leftover:
             return
+
         # A rerun overwrites what a lost worker may have committed after the store was read.
         job.replace.update(leftover)
         if blamed or (chunk.ordered and not alone):
             queue.append((Chunk(leftover, chunk.ordered), chunk.ordered))
             return
         if chunk.ordered:
-            # Run in order, so the first index not recorded is the one that killed the worker again.
+            # Its indices run in order, so the first one not recorded is the one that killed the worker again.
             first = leftover.pop(0)
             record, error = worker_died_record(first, None, None, job.run_id, None, f"(a Dask worker) died twice while running it ({exc})")
             job.deliver(first, None, record if job.writer is not None else None, error)
             if leftover:
                 queue.append((Chunk(leftover, True), False))
             return
+
         if not alone and len(leftover) > 1:
             logger.warning("A chunk of %d indices kept killing Dask workers, so its indices run one by one", len(leftover))
             queue.extend((Chunk([i]), True) for i in leftover)

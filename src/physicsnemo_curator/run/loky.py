@@ -4,8 +4,8 @@ loky marks its whole executor broken when one worker dies, and kills the
 other workers. This backend keeps the run going. Each worker writes the
 index it is running to a small slot file named after its pid. When the
 executor breaks, a future callback notes which workers were already dead and
-what they were running; loky calls it before it kills the surviving workers
-(``terminate_broken`` in ``loky/process_executor.py``, loky 3.x). Those
+what they were running. loky calls it before it kills the surviving workers
+(see ``terminate_broken`` in ``loky/process_executor.py``, loky 3.x). Those
 indices are recorded as failed and never retried, so an index that kills its
 worker cannot loop. The dead workers are marked dead, what the store already
 recorded for the lost chunks is kept, and the rest goes to a fresh executor.
@@ -110,6 +110,7 @@ class LokyBackend:
                 'The loky backend needs the loky package: pip install "physicsnemo-curator[loky]"'
             ) from exc
 
+        job.check_options(self.name, ("timeout",))
         self._loky = loky
         self._current: Any = None
         self._pids: set[int] = set()

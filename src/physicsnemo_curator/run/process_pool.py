@@ -85,6 +85,7 @@ class ProcessPoolBackend:
         self._early_deaths = 0
 
     def run(self, job: Job) -> None:
+        job.check_options(self.name, ("start_method",))
         method = job.options.get("start_method") or self.start_method
         if method is None:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
