@@ -13,6 +13,7 @@ import datetime as _dt
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -326,6 +327,14 @@ def launch_dashboard(
         instead of blocking until interrupted.
     """
     path = resolve_db_path(arg)
+    from physicsnemo_curator.dashboard._data import DashboardData
+
+    # Read the store while Panel imports: SQLite releases the GIL, so a second core can do the reading.
+    data = DashboardData(path)
+    loader = threading.Thread(target=data.poll, kwargs={"force": True}, name="psnc-dashboard-load", daemon=True)
+    loader.start()
     from physicsnemo_curator.dashboard.app import DashboardApp
 
-    return DashboardApp(path).serve(port=port, address=host, open_browser=open_browser, threaded=threaded)
+    app = DashboardApp(path, data=data)
+    loader.join()
+    return app.serve(port=port, address=host, open_browser=open_browser, threaded=threaded)

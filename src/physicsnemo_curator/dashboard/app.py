@@ -167,6 +167,8 @@ class DashboardApp:
         Seconds between automatic refreshes.
     registry : WidgetRegistry, optional
         The filter widgets; defaults to the built-ins plus entry points.
+    data : DashboardData, optional
+        Store access that is already open (and possibly loaded) for ``db``.
 
     Examples
     --------
@@ -175,13 +177,19 @@ class DashboardApp:
     >>> DashboardApp("pipeline.db").servable()  # in a notebook, or under panel serve  # doctest: +SKIP
     """
 
-    def __init__(self, db: str | os.PathLike[str], interval: float = DEFAULT_INTERVAL, registry: WidgetRegistry | None = None) -> None:
-        _panel()
+    def __init__(
+        self,
+        db: str | os.PathLike[str],
+        interval: float = DEFAULT_INTERVAL,
+        registry: WidgetRegistry | None = None,
+        data: DashboardData | None = None,
+    ) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be a positive number of seconds, got {interval!r}.")
+        _panel()
         self.db_path = Path(db)
         self.interval = float(interval)
-        self.data = DashboardData(self.db_path)
+        self.data = data if data is not None else DashboardData(self.db_path)
         self.registry = registry if registry is not None else WidgetRegistry()
         self.sessions = 0
 
