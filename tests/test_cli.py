@@ -154,3 +154,20 @@ def test_metrics_reads_without_writing(cache):
     before = db.read_bytes()
     assert cli.main(["metrics", str(db)]) == 0
     assert db.read_bytes() == before
+
+
+def test_dashboard_on_busy_port_is_one_clean_line(cache, tmp_path):
+    import socket
+
+    db = write_store(tmp_path / "busy.db", 3)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(PSNC), "dashboard", str(db), "--port", str(port), "--no-browser"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+    assert result.returncode == cli.EXIT_FAILURE
+    assert "Traceback" not in result.stderr
+    assert f"psnc: error: port {port} on 127.0.0.1 is already in use" in result.stderr

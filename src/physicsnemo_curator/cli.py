@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -39,6 +40,15 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         launch_dashboard(path, port=args.port, host=args.host, open_browser=not args.no_browser)
     except KeyboardInterrupt:
         return 0
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"psnc: error: port {args.port} on {args.host} is already in use. "
+                f"Pass --port with another number, or --port 0 for a free one.",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+        raise
     return 0
 
 
