@@ -86,7 +86,7 @@ class DaskBackend:
                     dashboard_address=None,
                 )
             owned.append(cluster)
-            client = distributed.Client(cluster)
+            client = distributed.Client(cluster, set_as_default=False)
             owned.insert(0, client)
             logger.info("Started a local Dask cluster with %d worker processes for %s", job.n_jobs, job.pipeline.db_path)
 
