@@ -187,6 +187,15 @@ def test_demo_runs_without_the_dashboard_package(tmp_path, capsys, monkeypatch):
     assert "Curated 1 of 1 structures" in captured.out
 
 
+def test_demo_reports_an_interrupted_run(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(physicsnemo_curator.run, "run_pipeline", interrupted)
+    assert demo.run(_args("--no-serve", "--out", str(tmp_path), "--structures", "g2/H2O")) == 130
+    assert "Interrupted: 0 of 1 structures are recorded in" in capsys.readouterr().err
+
+
 def test_demo_reports_bad_options(tmp_path, capsys):
     assert demo.run(_args("--no-serve", "--out", str(tmp_path), "--structures", "g2/Kryptonite")) == 2
     assert "ASE collection 'g2' has no structure 'Kryptonite'" in capsys.readouterr().err

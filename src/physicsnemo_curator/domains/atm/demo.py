@@ -29,6 +29,7 @@ from physicsnemo_curator.domains.atm.filters.rdf import SupercellRDFFilter
 from physicsnemo_curator.domains.atm.filters.stats import AtomicStatsFilter
 from physicsnemo_curator.domains.atm.sinks.structure_writer import StructureSink
 from physicsnemo_curator.domains.atm.sources.structures import COLLECTIONS, ASECollectionSource
+from physicsnemo_curator.domains.mesh._tabular import shard_dir
 
 DEFAULT_REPEAT = 3
 """Copies of the 255 structures in a full demo run (the copies are displaced by ``DEFAULT_RATTLE``)."""
@@ -122,20 +123,25 @@ def run(args: argparse.Namespace) -> int:
     db_path = Path(pipeline.db_path)
 
     kinds = ", ".join(COLLECTIONS)
-    print(f"psnc demo: {total} structures ({len(pipeline.source.entries)} from ASE's {kinds} x {repeat}), backend {args.backend} with {args.n_jobs} job(s)")
+    jobs = 1 if args.backend == "sequential" else (os.cpu_count() or 1) if args.n_jobs == -1 else args.n_jobs
+    print(f"psnc demo: {total} structures ({len(pipeline.source.entries)} from ASE's {kinds} x {repeat}), backend {args.backend} with {jobs} job(s)")
     print(f"  database: {db_path}")
     with _dashboard(db_path, args.port, serve=not args.no_serve) as url:
         started = time.perf_counter()
-        results = physicsnemo_curator.run.run_pipeline(pipeline, n_jobs=args.n_jobs, backend=args.backend, on_error="continue")
+        try:
+            results = physicsnemo_curator.run.run_pipeline(pipeline, n_jobs=args.n_jobs, backend=args.backend, on_error="continue")
+        except KeyboardInterrupt:
+            print(f"\nInterrupted: {len(pipeline.completed_indices)} of {total} structures are recorded in {db_path}.", file=sys.stderr)
+            return 130
         elapsed = time.perf_counter() - started
         merged = physicsnemo_curator.run.gather_pipeline(pipeline)
         failed = [i for i, paths in enumerate(results) if paths is None]
 
         print()
-        print(f"Curated {total - len(failed)} of {total} structures in {elapsed:.1f} s ({args.backend}, {args.n_jobs} job(s)).")
+        print(f"Curated {total - len(failed)} of {total} structures in {elapsed:.1f} s ({args.backend}, {jobs} job(s)).")
         pipeline.metrics.to_console()
-        _print_locations(pipeline, out, merged, failed)
-        if url is not None and sys.stdin.isatty():
+        _print_locations(pipeline, results, merged, failed)
+        if url is not None and sys.stdin is not None and sys.stdin.isatty():
             print(f"\nThe dashboard is still at {url} ; press Ctrl-C to stop it.")
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
@@ -143,17 +149,15 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _print_locations(pipeline: Pipeline, out: Path, merged: dict[str, list[str]], failed: list[int]) -> None:
-    structures = Path(pipeline.sink.output_dir)
-    files = sorted(p for p in structures.glob("structure_*") if not p.name.startswith("."))
+def _print_locations(pipeline: Pipeline, results: list[list[str] | None], merged: dict[str, list[str]], failed: list[int]) -> None:
+    written = sum(len(paths) for paths in results if paths)
     stats = [p for paths in merged.values() for p in paths]
-    shards = Path(pipeline.filters[0].output).with_name(Path(STATS_FILE).stem + ".shards")
     print()
     print(f"Database:   {pipeline.db_path}")
-    print(f"Outputs:    {structures}/ ({len(files)} files)")
+    print(f"Outputs:    {pipeline.sink.output_dir}/ ({written} files)")
     for path in stats:
         print(f"Artifacts:  {path} (merged statistics, one row per structure)")
-    print(f"            {shards}/ (per-worker shards, one row per structure as it completed)")
+    print(f"            {shard_dir(pipeline.filters[0].output)}/ (per-worker shards, one row per structure as it completed)")
     if failed:
         print(f"Failed:     {len(failed)} structure(s), first {failed[:10]}; see pipeline.failed_indices or the dashboard's error log")
     print()
