@@ -448,6 +448,9 @@ def test_jupyter_server_extension_serves_dashboard(tmp_path, browser):
         # Every request stayed on the Jupyter server's own origin.
         assert urlparse(page.url).port == port
         browser.assert_clean()
+        # The dashboard's server thread does not keep Jupyter alive when it shuts down.
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
     finally:
         _stop(server)
 

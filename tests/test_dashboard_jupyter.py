@@ -30,6 +30,7 @@ def test_backend_rejects_requests_without_the_secret(tmp_path):
     backend = backends.get_or_start(db.resolve())
     try:
         assert backends.get_or_start(db.resolve()) is backend
+        assert backend.server.daemon
         url = f"http://127.0.0.1:{backend.port}/psnc/app/{backend.key}/"
         opener = urllib.request.build_opener(_NoRedirect)
         with pytest.raises(urllib.error.HTTPError) as refused:

@@ -94,17 +94,32 @@ class _Backends:
 
         port = free_port()
         app = DashboardApp(db_path)
-        server = app.serve(
-            port=port,
-            open_browser=False,
-            address="127.0.0.1",
-            threaded=True,
-            prefix=self.prefix(key),
-            websocket_origin=[f"127.0.0.1:{port}"],
-            auth_provider=_SecretHeader(),
-            sign_sessions=True,
-            secret_key=secrets.token_urlsafe(32),
-        )
+        outcome: dict[str, Any] = {}
+
+        def start() -> None:
+            try:
+                outcome["server"] = app.serve(
+                    port=port,
+                    open_browser=False,
+                    address="127.0.0.1",
+                    threaded=True,
+                    prefix=self.prefix(key),
+                    websocket_origin=[f"127.0.0.1:{port}"],
+                    auth_provider=_SecretHeader(),
+                    sign_sessions=True,
+                    secret_key=secrets.token_urlsafe(32),
+                )
+            except Exception as exc:  # noqa: BLE001 - re-raised in the calling thread
+                outcome["error"] = exc
+
+        # Panel's server thread inherits the daemon flag of the thread that starts it, and a
+        # daemon thread does not keep the Jupyter server process alive after it shuts down.
+        starter = threading.Thread(target=start, name=f"psnc-dashboard-{key}", daemon=True)
+        starter.start()
+        starter.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        server = outcome["server"]
         _wait_for_port(port)
         logger.info("Started the dashboard of %s for Jupyter on 127.0.0.1:%d", db_path, port)
         return _Backend(key, db_path, port, secret, server)
