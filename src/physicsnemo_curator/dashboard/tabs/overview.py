@@ -70,7 +70,6 @@ class OverviewTab:
     """The Overview tab of one browser session."""
 
     def __init__(self, data: DashboardData) -> None:
-        import panel as pn
         import panel_material_ui as pmui
 
         self.data = data

@@ -56,7 +56,6 @@ class PerformanceTab:
     """
 
     def __init__(self, data: DashboardData, on_select: Callable[[int | None], None]) -> None:
-        import panel as pn
         import panel_material_ui as pmui
 
         self.data = data

@@ -113,7 +113,6 @@ class PipelineTab:
     """
 
     def __init__(self, data: DashboardData, registry: WidgetRegistry) -> None:
-        import panel as pn
         import panel_material_ui as pmui
 
         self.data = data
@@ -202,8 +201,6 @@ class PipelineTab:
         self.rows.object = query_table(rows)
 
     def show_detail(self, force: bool = False) -> None:
-        import panel as pn
-
         index = self.selected.value
         if index is None:
             # The run-wide view reads every artifact file, so a live run redraws it at most every few seconds.
@@ -240,8 +237,6 @@ class PipelineTab:
         self.detail.objects = parts
 
     def _group_view(self, group: dict[str, Any], classes: dict[int, type], index: int | None) -> list[Any]:
-        import panel as pn
-
         stage = group["stage"]
         files = group["files"]
         heading = _html.tag("h4", f"Filter {stage}: {len(files)} artifact file(s)", data_testid="artifact-group")

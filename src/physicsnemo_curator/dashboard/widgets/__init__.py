@@ -40,8 +40,6 @@ __all__ = ["BUILTIN_WIDGETS", "ENTRY_POINT_GROUP", "WidgetRegistry", "error_card
 
 def error_card(filter_name: str, exc: BaseException) -> Any:
     """Return a Panel pane that reports ``exc`` raised by ``filter_name``'s widget, escaped."""
-    import panel as pn
-
     body = _html.tag(
         "div",
         _html.Safe(
