@@ -149,3 +149,52 @@ def test_log_records_captured_per_index(tmp_path):
     assert all(row["worker_id"] is not None for row in logs)
     assert len(flood) == 51
     assert "30 more log records" in flood[-1]["message"]
+
+
+def test_current_index_inside_components(tmp_path):
+    from physicsnemo_curator import current_index
+
+    seen = []
+
+    class Spy(Filter[int]):
+        name = "spy"
+
+        def __call__(self, items):
+            for item in items:
+                seen.append((item, current_index()))
+                yield item
+
+    pipeline = Pipeline(source=RangeSource(3), filters=[Spy()], sink=NullSink(), db_dir=tmp_path)
+    run_pipeline(pipeline, progress=False)
+
+    assert seen == [(0, 0), (1, 1), (2, 2)]
+    assert current_index() is None
+
+
+def test_gather_merges_shards_without_final_flush(tmp_path):
+    import sqlite3
+
+    import pyarrow.parquet as pq
+
+    from physicsnemo_curator import gather_pipeline
+    from physicsnemo_curator.domains.mesh.filters.mean import MeanFilter
+    from physicsnemo_curator.domains.mesh.sinks.mesh_writer import MeshSink
+    from physicsnemo_curator.domains.mesh.sources.random import RandomMeshSource
+
+    output = tmp_path / "means.parquet"
+    pipeline = (
+        RandomMeshSource(n_samples=12, n_points=50, n_cells=20)
+        .filter(MeanFilter(output=str(output)))
+        .write(MeshSink(output_dir=str(tmp_path / "meshes")))
+    )
+    pipeline.db_dir = tmp_path
+    run_pipeline(pipeline, n_jobs=2, backend="process_pool", progress=False)
+    conn = sqlite3.connect(pipeline.db_path)
+    conn.execute("DELETE FROM artifacts WHERE idx IS NULL")  # as if every worker died before its flush
+    conn.commit()
+    conn.close()
+
+    merged = gather_pipeline(pipeline)
+
+    assert merged == {MeanFilter.name: [str(output)]}
+    assert sorted(pq.read_table(output).column("index").to_pylist()) == list(range(12))

@@ -189,3 +189,15 @@ def test_non_generator_source_time_counted(tmp_path):
 
     for m in pipeline.metrics.indices:
         assert m.stages[0].wall_time_ns / 1e9 == pytest.approx(0.05, abs=0.03)
+
+
+def test_track_gpu_with_real_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    pipeline = Pipeline(source=RangeSource(2), sink=NullSink(), db_dir=tmp_path, track_gpu=True)
+    run_pipeline(pipeline, progress=False)
+
+    values = [m.gpu_memory_bytes for m in pipeline.metrics.indices]
+    if torch.cuda.is_available():
+        assert all(v is not None and v >= 0 for v in values)
+    else:
+        assert values == [None, None]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from physicsnemo_curator.core.base import Filter, Param, Sink, Source
 from physicsnemo_curator.core.config import register_component
+from physicsnemo_curator.core.execute import current_index
 from physicsnemo_curator.core.metrics import IndexMetrics, PipelineMetrics, StageMetrics
 from physicsnemo_curator.core.pipeline import Pipeline
 from physicsnemo_curator.run import gather_pipeline, list_backends, register_backend, run_pipeline
@@ -23,6 +24,7 @@ __all__ = [
     "Sink",
     "Source",
     "StageMetrics",
+    "current_index",
     "gather_pipeline",
     "list_backends",
     "register_backend",

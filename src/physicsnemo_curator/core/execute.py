@@ -32,6 +32,17 @@ MAX_LOGS_PER_INDEX = 50
 
 HEARTBEAT_SECONDS = 2.0
 
+_running = threading.local()
+
+
+def current_index() -> int | None:
+    """Return the index that the pipeline is running in this thread, or ``None`` outside a run.
+
+    Components can call it to label what they write (a filter is not passed
+    the index, only the items).
+    """
+    return getattr(_running, "index", None)
+
 
 class _LogCapture(logging.Handler):
     """Collects warnings and log records emitted while an index runs."""
@@ -223,15 +234,19 @@ class IndexRunner:
         """
         pipeline = self.pipeline
         if not pipeline.track_metrics:
+            _running.index = index
             try:
                 return self._plain(index), None, None
             except Exception as exc:  # noqa: BLE001 - handed to the caller's on_error policy
                 return None, None, exc
+            finally:
+                _running.index = None
 
         ctx = self.context
         record = IndexRecord(index=index, run_id=None if ctx is None else ctx.run_id, worker_id=self.worker_id, replace=replace)
         record.started_at = time.time()
         self.current_index = index
+        _running.index = index
         if self._capture is not None:
             self._capture.record = record
         paths: list[str] | None = None
@@ -289,6 +304,7 @@ class IndexRunner:
         if self._capture is not None:
             self._capture.finish()
         self.current_index = None
+        _running.index = None
 
         if self.writer is not None:
             if not self.writer.record(record):

@@ -218,8 +218,9 @@ def gather_pipeline(pipeline: Pipeline) -> dict[str, list[str]]:
     """Merge what stateful filters flushed in each worker into their final artifacts.
 
     Calls each filter class's ``merge(shard_paths, config)`` once with the
-    paths its workers flushed, records the returned paths as artifacts of
-    the run (with no index) and returns ``{filter name: paths}``.
+    paths its workers flushed or reported per index (files that no longer
+    exist are left out), records the returned paths as artifacts of the run
+    (with no index and no worker) and returns ``{filter name: paths}``.
     """
     if not pipeline.track_metrics or not pipeline.db_path.exists():
         return {}
@@ -227,12 +228,16 @@ def gather_pipeline(pipeline: Pipeline) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     try:
         for position, flt in enumerate(pipeline.filters, start=1):
+            # Per-index artifacts count too: a worker killed before its final
+            # flush still reported its shard after each completed index.
             shards = [
                 row[0]
                 for row in writer.conn.execute(
-                    "SELECT path FROM artifacts WHERE idx IS NULL AND position=? AND worker_id IS NOT NULL ORDER BY rowid",
+                    "SELECT path FROM artifacts WHERE position=? AND NOT (idx IS NULL AND worker_id IS NULL) "
+                    "ORDER BY rowid",
                     (position,),
                 )
+                if os.path.exists(row[0])
             ]
             if not shards:
                 continue

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from physicsnemo_curator.core.base import Filter, Param
+from physicsnemo_curator.core.execute import current_index
 
 logger = logging.getLogger(__name__)
 
@@ -176,14 +177,14 @@ class TabularStatsFilter(Filter[T]):
         raise NotImplementedError(f"{type(self).__name__} must implement row(item)")
 
     def index_of(self, item: T) -> int | None:
-        """Return the pipeline index an item belongs to, as its source recorded it, or ``None``."""
+        """Return the pipeline index an item belongs to: as its source recorded it, else the one running."""
         for attribute in ("metadata", "info"):
             mapping = getattr(item, attribute, None)
             if isinstance(mapping, Mapping):
                 for key in ("index", "psnc_index"):
                     if key in mapping and mapping[key] is not None:
                         return int(mapping[key])
-        return None
+        return current_index()
 
     def __call__(self, items: Iterable[T]) -> Iterator[T]:
         if self._pending and self._reported:
