@@ -317,3 +317,19 @@ def test_unknown_backend_option_is_rejected(tmp_path):
         run_pipeline(pipeline, n_jobs=2, backend="dask", clinet=None, progress=False)
     with pytest.raises(TypeError, match=r"process_pool backend has no option 'timeout'"):
         run_pipeline(pipeline, n_jobs=2, backend="process_pool", timeout=3, progress=False)
+
+
+def test_invalid_chunk_size_is_rejected(tmp_path):
+    pipeline = _pipeline(tmp_path, "chunk", n=4)
+    with pytest.raises(ValueError, match=r"chunk_size=0 is not valid"):
+        run_pipeline(pipeline, n_jobs=2, backend="process_pool", chunk_size=0, progress=False)
+
+
+def test_chunk_size_sets_indices_per_message(tmp_path):
+    pipeline = _pipeline(tmp_path, "chunk7", n=20)
+    run_pipeline(pipeline, n_jobs=2, backend="process_pool", chunk_size=7, progress=False)
+    with _ro(pipeline.db_path) as conn:
+        workers = [row[0] for row in conn.execute("SELECT worker_id FROM indices ORDER BY idx")]
+    # Each chunk of 7 consecutive indices runs on one worker.
+    for start in range(0, 20, 7):
+        assert len(set(workers[start : start + 7])) == 1, start
