@@ -326,10 +326,11 @@ def test_invalid_chunk_size_is_rejected(tmp_path):
 
 
 def test_chunk_size_sets_indices_per_message(tmp_path):
-    pipeline = _pipeline(tmp_path, "chunk7", n=20)
+    pipeline = _pipeline(tmp_path, "chunk7", n=20, delay=0.01)
     run_pipeline(pipeline, n_jobs=2, backend="process_pool", chunk_size=7, progress=False)
     with _ro(pipeline.db_path) as conn:
         workers = [row[0] for row in conn.execute("SELECT worker_id FROM indices ORDER BY idx")]
-    # Each chunk of 7 consecutive indices runs on one worker.
+    # Each chunk of 7 consecutive indices runs on one worker, and both workers get chunks.
     for start in range(0, 20, 7):
         assert len(set(workers[start : start + 7])) == 1, start
+    assert len(set(workers)) == 2
