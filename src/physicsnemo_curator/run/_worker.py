@@ -134,6 +134,8 @@ def _close_quietly(runner: IndexRunner) -> None:
 
 
 def _slot_writer(key: str, slot_dir: str | None) -> Any:
+    # NOTE: one slot per process, so in a Dask worker with several threads the
+    # file names only the index started last, and a death may blame the wrong one.
     if slot_dir is None:
         return None
     slot = (os.getpid(), key)
