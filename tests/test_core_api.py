@@ -198,3 +198,24 @@ def test_gather_merges_shards_without_final_flush(tmp_path):
 
     assert merged == {MeanFilter.name: [str(output)]}
     assert sorted(pq.read_table(output).column("index").to_pylist()) == list(range(12))
+
+
+def test_same_warning_captured_for_every_index(tmp_path):
+    import warnings
+
+    class Repeats(Filter[int]):
+        name = "repeats"
+
+        def __call__(self, items):
+            for item in items:
+                warnings.warn("same text every time", UserWarning, stacklevel=1)
+                yield item
+
+    pipeline = Pipeline(source=RangeSource(3), filters=[Repeats()], sink=NullSink(), db_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        run_pipeline(pipeline, progress=False)
+
+    with PipelineStore.from_db(pipeline.db_path) as store:
+        indices = sorted(row["idx"] for row in store.logs() if "same text every time" in row["message"])
+    assert indices == [0, 1, 2]

@@ -35,6 +35,9 @@ HEARTBEAT_SECONDS = 2.0
 _running = threading.local()
 
 
+_reset_warning_registries = getattr(warnings, "_filters_mutated", lambda: None)
+
+
 def current_index() -> int | None:
     """Return the index that the pipeline is running in this thread, or ``None`` outside a run.
 
@@ -249,6 +252,9 @@ class IndexRunner:
         _running.index = index
         if self._capture is not None:
             self._capture.record = record
+            # Python shows a warning once per code location; invalidating the
+            # registries lets each index capture its own (CPython private API).
+            _reset_warning_registries()
         paths: list[str] | None = None
         error: BaseException | None = None
         if self._memory is not None:

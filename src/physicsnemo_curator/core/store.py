@@ -378,7 +378,8 @@ class StoreWriter:
 
     def heartbeat(self, worker_id: int, status: str, current_index: int | None) -> None:
         self.execute(
-            "UPDATE workers SET heartbeat_at=?, status=?, current_index=? WHERE worker_id=? AND status NOT IN ('dead')",
+            "UPDATE workers SET heartbeat_at=?, status=?, current_index=? WHERE worker_id=? "
+            "AND status NOT IN ('dead', 'stopped')",
             (time.time(), status, current_index, worker_id),
         )
 

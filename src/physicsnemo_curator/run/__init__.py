@@ -91,7 +91,12 @@ def run_pipeline(
     use_tui : bool, optional
         Alias of ``progress`` (the name used by the reference project).
     **backend_options
-        Passed to the backend, e.g. ``client=`` for dask.
+        Passed to the backend; an unknown name raises with a spelling hint.
+        ``remote=True`` makes workers send records back to the driver
+        instead of writing the store; ``heartbeat_seconds=`` (default 2.0)
+        and ``chunk_size=`` apply to every parallel backend;
+        ``start_method=`` to ``process_pool``; ``timeout=`` to ``loky``;
+        ``client=`` (a ``dask.distributed.Client``) to ``dask``.
 
     Returns
     -------
