@@ -83,6 +83,7 @@ class PerformanceTab:
         )
 
     def _on_timeline_select(self, event: Any) -> None:
+        logger.debug("Index %r selected in %s", event.new, type(event.obj).__name__)
         if event.new is not None:
             self.on_select(int(event.new))
 

@@ -139,7 +139,7 @@ class PipelineTab:
         self.page_size.param.watch(self._on_page_size, "value")
         self.prev_button.on_click(lambda _event: self._turn(-1))
         self.next_button.on_click(lambda _event: self._turn(1))
-        self.selected.param.watch(lambda _event: self.show_detail(), "value")
+        self.selected.param.watch(self._on_selected, "value")
         self.clear_button.on_click(lambda _event: setattr(self.selected, "value", None))
 
         self.panel = pmui.Column(
@@ -174,6 +174,10 @@ class PipelineTab:
         self.query_error.object = ""
         self.page = 0
         self.show_rows()
+
+    def _on_selected(self, event: Any) -> None:
+        logger.debug("Pipeline tab selection %r -> %r", event.old, event.new)
+        self.show_detail()
 
     def _on_page_size(self, _event: Any) -> None:
         self.page = 0
