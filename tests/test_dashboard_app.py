@@ -419,3 +419,21 @@ def test_preview_table_and_histogram_payloads():
     assert payload["edges"][0] <= 1024 < payload["edges"][1]
     assert payload["edges"][-2] <= 2**20 < payload["edges"][-1]
     assert _LogBins().payload("gpu_mem")["count"] == 0
+
+
+def test_first_load_on_two_connections_matches_one(tmp_path, monkeypatch):
+    import numpy as np
+
+    from physicsnemo_curator.dashboard import _model
+
+    db = write_store(tmp_path / "two.db", 400, error_every=13)
+    single = _model.StoreModel(db)
+    single.poll()
+    monkeypatch.setattr(_model, "PARALLEL_LOAD_ROWS", 10)
+    double = _model.StoreModel(db)
+    double.poll()
+    assert double.table.n == single.table.n == 400
+    assert np.array_equal(np.nan_to_num(double.table.stage_matrix(), nan=-1), np.nan_to_num(single.table.stage_matrix(), nan=-1))
+    assert [h.count for h in double.table.stage_hists] == [h.count for h in single.table.stage_hists]
+    single.close()
+    double.close()

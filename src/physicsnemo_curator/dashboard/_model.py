@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from physicsnemo_curator.core.errors import NotAStoreError, SchemaVersionError
+from physicsnemo_curator.core.store import open_readonly
 from physicsnemo_curator.monitor import (
     INVALID,
     OPEN,
@@ -49,6 +52,9 @@ _COLUMNS = (
     ("rss_peak", "ifnull(rss_peak, -1)"),
     ("gpu_mem", "ifnull(gpu_mem, -1)"),
 )
+
+PARALLEL_LOAD_ROWS = 50_000
+"""A first load of more index rows than this reads stage times on a second connection at the same time."""
 
 _INDEX_SQL = "SELECT count(*), " + ", ".join(f"group_concat({expr})" for _, expr in _COLUMNS) + " FROM indices WHERE seq > ? AND seq <= ?"
 
@@ -207,11 +213,46 @@ class StoreModel:
         if upto <= self.index_seq:
             return
         started = time.perf_counter()
-        batch = read_indices_bulk(conn, self.index_seq, upto)
-        stage_times = read_stage_times_bulk(conn, self.index_seq, upto)
+        if self.index_seq == 0 and upto > PARALLEL_LOAD_ROWS:
+            batch, stage_times = self._first_load(conn, upto)
+        else:
+            batch = read_indices_bulk(conn, self.index_seq, upto)
+            stage_times = read_stage_times_bulk(conn, self.index_seq, upto)
         self.last_rows = self.table.apply(batch, stage_times)
         self.index_seq = upto
         logger.debug("Read %d index rows of %s in %.3f s", len(batch), self.path, time.perf_counter() - started)
+
+    def _first_load(self, conn: sqlite3.Connection, upto: int) -> tuple[IndexBatch, tuple[np.ndarray, ...]]:
+        """Read a large store's indices and stage times at once, on two connections.
+
+        SQLite releases the GIL while it runs a query, so the two reads share
+        the CPUs. The second connection's snapshot is the same or newer:
+        stage rows of indices beyond ``upto`` are ignored by
+        :meth:`IndexTable.apply` and read again by the next poll.
+        """
+        outcome: dict[str, Any] = {}
+
+        def read_stages_elsewhere() -> None:
+            try:
+                other = open_readonly(self.path)
+            except (OSError, sqlite3.Error, NotAStoreError, SchemaVersionError) as exc:
+                outcome["error"] = exc
+                return
+            try:
+                outcome["stages"] = read_stage_times_bulk(other, 0, upto)
+            except sqlite3.Error as exc:
+                outcome["error"] = exc
+            finally:
+                other.close()
+
+        helper = threading.Thread(target=read_stages_elsewhere, name="psnc-dashboard-stages", daemon=True)
+        helper.start()
+        batch = read_indices_bulk(conn, 0, upto)
+        helper.join()
+        if "stages" in outcome:
+            return batch, outcome["stages"]
+        logger.debug("Reading stage times of %s on a second connection failed (%s); reading them here", self.path, outcome.get("error"))
+        return batch, read_stage_times_bulk(conn, 0, upto)
 
     # -- payloads -----------------------------------------------------------
 
