@@ -52,7 +52,7 @@ def error_card(filter_name: str, exc: BaseException) -> Any:
 
 
 class WidgetRegistry:
-    """The filter classes that provide a dashboard panel, found once at construction.
+    """The filter classes that provide a dashboard panel, imported on first use.
 
     Parameters
     ----------
@@ -69,13 +69,32 @@ class WidgetRegistry:
     """
 
     def __init__(self, load_entry_points: bool = True) -> None:
-        self.widgets: dict[str, type] = {}
-        self.problems: dict[str, str] = {}
+        self.load_entry_points = load_entry_points
+        self._widgets: dict[str, type] = {}
+        self._problems: dict[str, str] = {}
+        self._loaded = False
+
+    @property
+    def widgets(self) -> dict[str, type]:
+        self._load()
+        return self._widgets
+
+    @property
+    def problems(self) -> dict[str, str]:
+        self._load()
+        return self._problems
+
+    def _load(self) -> None:
+        # Importing the widget filters pulls in their domains (ASE, for one), which
+        # costs about half a second, so it waits until a page needs a widget.
+        if self._loaded:
+            return
+        self._loaded = True
         for name, spec in BUILTIN_WIDGETS.items():
             self._add(name, lambda spec=spec: resolve_type(spec))
-        if load_entry_points:
+        if self.load_entry_points:
             for entry in entry_points(group=ENTRY_POINT_GROUP):
-                if entry.name in self.widgets:
+                if entry.name in self._widgets:
                     continue
                 self._add(entry.name, entry.load)
 
@@ -83,14 +102,14 @@ class WidgetRegistry:
         try:
             cls = loader()
         except (ImportError, ConfigError, AttributeError) as exc:
-            self.problems[name] = f"{type(exc).__name__}: {exc}"
+            self._problems[name] = f"{type(exc).__name__}: {exc}"
             logger.info("Dashboard widget %s is not available: %s", name, exc)
             return
         if not isinstance(cls, type) or not has_dashboard_panel(cls):
-            self.problems[name] = f"{cls!r} does not override Filter.dashboard_panel"
-            logger.info("Dashboard widget %s is ignored: %s", name, self.problems[name])
+            self._problems[name] = f"{cls!r} does not override Filter.dashboard_panel"
+            logger.info("Dashboard widget %s is ignored: %s", name, self._problems[name])
             return
-        self.widgets[name] = cls
+        self._widgets[name] = cls
 
     def register(self, name: str, cls: type) -> None:
         """Add ``cls`` under ``name`` (for filters defined in a script or notebook)."""
