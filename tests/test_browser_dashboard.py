@@ -370,7 +370,8 @@ def test_markup_in_every_field_shows_as_text(tmp_path, browser):
 
         browser.tab("Pipeline")
         cards = page.locator('[data-testid="component-cards"]').inner_text()
-        assert both in cards and "pkg.mod:Source" + both in cards
+        assert both in cards
+        assert "pkg.mod:Source" + both in cards
         rows = page.locator('[data-testid="query-rows"]').inner_text()
         assert "failed " + both in rows
         preview = page.locator('[data-testid="parquet-preview"]').first

@@ -90,12 +90,15 @@ def test_not_a_store_and_ambiguous_are_clean(cache, tmp_path, capsys):
     bad.write_text("plain text, not SQLite" * 10)
     assert cli.main(["metrics", str(bad)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
-    assert "not an SQLite database" in err and "Traceback" not in err
+    assert "not an SQLite database" in err
+    assert "Traceback" not in err
     write_store(cache / "abcd000000000000.db", 1)
     write_store(cache / "abcd111111111111.db", 1)
     assert cli.main(["metrics", "abcd"]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
-    assert "ambiguous" in err and "abcd000000000000.db" in err and "abcd111111111111.db" in err
+    assert "ambiguous" in err
+    assert "abcd000000000000.db" in err
+    assert "abcd111111111111.db" in err
 
 
 def test_runs_lists_stores(cache, capsys):
@@ -145,7 +148,8 @@ def test_demo_without_atm_extra_names_it(monkeypatch, capsys):
         monkeypatch.delattr(package, "demo", raising=False)
     assert cli.main(["demo"]) == cli.EXIT_FAILURE
     err = capsys.readouterr().err
-    assert "'atm' extra" in err and 'pip install "physicsnemo-curator[atm]"' in err
+    assert "'atm' extra" in err
+    assert 'pip install "physicsnemo-curator[atm]"' in err
     assert "Traceback" not in err
 
 

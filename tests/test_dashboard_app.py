@@ -140,9 +140,14 @@ def test_index_detail_and_artifacts(store, tmp_path):
 
 def test_html_escapes_markup():
     text = esc(MARKUP)
-    assert "<" not in text and ">" not in text and "`" not in text and "$" not in text and "{" not in text
+    assert "<" not in text
+    assert ">" not in text
+    assert "`" not in text
+    assert "$" not in text
+    assert "{" not in text
     markup = table(("a",), [(MARKUP,)])
-    assert "<img" not in markup and "<script" not in markup
+    assert "<img" not in markup
+    assert "<script" not in markup
     assert "&lt;img src=x onerror=&quot;" in markup
 
 
@@ -180,7 +185,8 @@ def test_overview_recent_outputs_and_errors(store):
     assert "59_x.npz" not in outputs
     errors = session.overview.errors.object
     assert errors.count("<tr>") == 1 + 10
-    assert ">59<" in errors and ">5<" in errors
+    assert ">59<" in errors
+    assert ">5<" in errors
     app.data.close()
 
 
@@ -235,7 +241,8 @@ def test_broken_widget_shows_error_card_and_rest_works(store):
     assert "<img" not in text
     assert TableFilter.calls[-1] == ([str(store.parent / "table_4.bin")], 4)
     rendered = [o for o in objects if getattr(o, "object", None) == "1 paths for 4"]
-    assert rendered and rendered[0].min_height == 123
+    assert rendered
+    assert rendered[0].min_height == 123
     assert 'data-testid="selected-index">Index 4<' in text
 
 
@@ -303,7 +310,8 @@ def test_component_cards_show_config_values(store):
     assert cards.count('class="psnc-card"') == 4
     assert "test_dashboard_app:BrokenFilter" in cards
     assert json.dumps("x")[1:-1] in cards
-    assert "&lt;img src=x" in cards and "<img" not in cards
+    assert "&lt;img src=x" in cards
+    assert "<img" not in cards
 
 
 def test_interval_must_be_positive(tmp_path):
@@ -408,7 +416,8 @@ def test_preview_table_and_histogram_payloads():
     markup = preview_table(preview)
     assert markup.count("<tr>") == 21
     assert "first 20 of 30 rows" in markup
-    assert "<img" not in markup and "a&lt;img" in markup
+    assert "<img" not in markup
+    assert "a&lt;img" in markup
     assert "Cannot preview" in preview_table({**preview, "error": "Cannot preview x"})
 
     bins = _LogBins()

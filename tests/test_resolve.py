@@ -151,7 +151,8 @@ def test_list_runs_reports_counts_and_bad_files(cache):
     by_name = {r["path"].name: r for r in runs}
     good = by_name["a1b2c3d4e5f60718.db"]
     assert (good["completed"], good["failed"], good["total"], good["source"]) == (8, 2, 10, "Alpha")
-    assert good["size"] > 0 and good["started_at"] is not None
+    assert good["size"] > 0
+    assert good["started_at"] is not None
     assert "not an SQLite database" in by_name["broken.db"]["error"]
 
 
