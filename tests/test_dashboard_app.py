@@ -446,3 +446,21 @@ def test_first_load_on_two_connections_matches_one(tmp_path, monkeypatch):
     assert [h.count for h in double.table.stage_hists] == [h.count for h in single.table.stage_hists]
     single.close()
     double.close()
+
+
+def test_auto_refresh_stops_after_the_run_ends_and_idles(tmp_path):
+    from physicsnemo_curator.dashboard.app import STOP_AFTER_IDLE_SECONDS
+
+    db = write_store(tmp_path / "ending.db", 10, total=20, running=True)
+    session = DashboardApp(db).session()
+    assert session.auto.value is True
+    write_store(db, 10, start=10, total=20, running=False)
+    session.refresh(force=True)
+    assert session.data.state == "finished"
+    assert session.auto.value is True
+    session.data.monitor.last_change -= STOP_AFTER_IDLE_SECONDS + 1
+    session.refresh(force=True)
+    assert session.auto.value is False
+    session.auto.value = True
+    session.refresh(force=True)
+    assert session.auto.value is True

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 NVIDIA_GREEN = "#76b900"
 DEFAULT_INTERVAL = 2.0
 PAGE_TITLE = "PhysicsNeMo Curator"
+STOP_AFTER_IDLE_SECONDS = 30.0
+"""Auto-refresh turns itself off this long after the last change of a run that has ended."""
 
 _EXTRA_HINT = 'The dashboard needs the "dashboard" extra: pip install "physicsnemo-curator[dashboard]"'
 
@@ -78,6 +80,7 @@ class DashboardSession:
         self.data = app.data
         self.seen_version = -1
         self.callback: Any = None
+        self._watching_live_run = False
 
         self.overview = OverviewTab(self.data)
         self.pipeline = PipelineTab(self.data, app.registry)
@@ -145,8 +148,11 @@ class DashboardSession:
         self.updated.object = _html.tag("span", f"Updated {stamp}", data_testid="last-updated", style="color: inherit")
         if changed:
             self.run_label.object = self._run_label()
-        if changed and not self.data.live and self.data.is_open and self.auto.value and self.data.monitor.idle_for() > 30:
-            # The run ended and nothing changed for a while: stop polling until the user asks again.
+        if self.data.live:
+            self._watching_live_run = True
+        elif self._watching_live_run and self.data.monitor.idle_for() > STOP_AFTER_IDLE_SECONDS:
+            # The run this page watched has ended and nothing changed since: stop polling until the user asks again.
+            self._watching_live_run = False
             self.auto.value = False
 
     def close(self) -> None:
