@@ -26,7 +26,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 ip = InteractiveShell.instance()
 ip.run_line_magic("load_ext", "psnc")
-out = {}
+out = {"dashboard_registered": "psnc_dashboard" in ip.magics_manager.magics["line"]}
 for name, line in json.loads(sys.argv[1]).items():
     try:
         widget = ip.run_line_magic("psnc_monitor", line)
@@ -39,6 +39,7 @@ before = threading.active_count()
 ip.run_line_magic("unload_ext", "psnc")
 out["threads_closed"] = before - threading.active_count()
 out["magic_removed"] = "psnc_monitor" not in ip.magics_manager.magics["line"]
+out["dashboard_removed"] = "psnc_dashboard" not in ip.magics_manager.magics["line"]
 print("RESULT" + json.dumps(out))
 """
 
@@ -93,6 +94,8 @@ def test_psnc_monitor_resolves_targets(tmp_path, cache_dir):
     assert "Usage: %psnc_monitor" in result["bad_option"]["error"]
     assert result["threads_closed"] >= 0
     assert result["magic_removed"] is True
+    assert result["dashboard_registered"] is True
+    assert result["dashboard_removed"] is True
 
 
 def test_empty_cache_names_directory(tmp_path, cache_dir):

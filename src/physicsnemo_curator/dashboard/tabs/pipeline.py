@@ -113,6 +113,7 @@ class PipelineTab:
     """
 
     def __init__(self, data: DashboardData, registry: WidgetRegistry) -> None:
+        import panel as pn
         import panel_material_ui as pmui
 
         self.data = data
@@ -133,7 +134,9 @@ class PipelineTab:
         self.rows = _html.pane()
         self.selected = pmui.IntInput(label="Selected index", value=None, width=200)
         self.clear_button = pmui.Button(label="Show all artifacts", variant="outlined")
-        self.detail = pmui.Column(sizing_mode="stretch_width")
+        # A panel-material-ui Column failed in Chromium ("reading 'top_panel'")
+        # when its children were swapped for Bokeh plots; Panel's own does not.
+        self.detail = pn.Column(sizing_mode="stretch_width")
 
         self.query_input.param.watch(self._on_query, "value")
         self.page_size.param.watch(self._on_page_size, "value")
