@@ -10,15 +10,23 @@ from physicsnemo_curator import Filter, Sink, Source
 
 
 class RangeSource(Source[int]):
-    """Yields ``i`` for index ``i``; optionally sleeps, fails or counts its calls."""
+    """Yields ``i`` for index ``i``; optionally sleeps, counts its calls, or fails (while a marker file exists)."""
 
     name = "range"
 
-    def __init__(self, n: int = 10, sleep: float = 0.0, fail_on: list[int] | None = None, count_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        n: int = 10,
+        sleep: float = 0.0,
+        fail_on: list[int] | None = None,
+        count_dir: str | None = None,
+        fail_while: str | None = None,
+    ) -> None:
         self.n = n
         self.sleep = sleep
         self.fail_on = list(fail_on or [])
         self.count_dir = count_dir
+        self.fail_while = fail_while
 
     def __len__(self) -> int:
         return self.n
@@ -28,7 +36,7 @@ class RangeSource(Source[int]):
             Path(self.count_dir, f"{index}-{os.getpid()}-{time.perf_counter_ns()}").touch()
         if self.sleep:
             time.sleep(self.sleep)
-        if index in self.fail_on:
+        if index in self.fail_on and (self.fail_while is None or os.path.exists(self.fail_while)):
             raise ValueError(f"index {index} is broken <b>bold</b>")
         yield index
 

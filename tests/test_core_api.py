@@ -35,7 +35,7 @@ def test_generic_components_and_params():
     assert MeshFilter.name == "mesh_filter"
     assert [p.name for p in MeshFilter.params()] == ["scale", "label"]
     assert MeshFilter(2.0, "y").config() == {"scale": 2.0, "label": "y"}
-    assert [p.name for p in RangeSource.params()] == ["n", "sleep", "fail_on", "count_dir"]
+    assert [p.name for p in RangeSource.params()] == ["n", "sleep", "fail_on", "count_dir", "fail_while"]
     assert not RangeSource.params()[0].required
     assert RangeSource.params()[0].type is int
     assert MeshFilter.dashboard_panel([], selected_index=None) is None

@@ -50,7 +50,9 @@ def test_metrics_off_creates_no_database(tmp_path, cache_dir):
 def test_resume_runs_only_failed_index(tmp_path):
     count = tmp_path / "count"
     count.mkdir()
-    source = RangeSource(10, fail_on=[3], count_dir=str(count))
+    marker = tmp_path / "still-broken"
+    marker.touch()
+    source = RangeSource(10, fail_on=[3], count_dir=str(count), fail_while=str(marker))
     pipeline = Pipeline(source=source, sink=TextSink(str(tmp_path / "out")), db_dir=tmp_path, resume=True)
     first = run_pipeline(pipeline, on_error="continue", progress=False)
 
@@ -60,7 +62,7 @@ def test_resume_runs_only_failed_index(tmp_path):
 
     for entry in count.iterdir():
         entry.unlink()
-    source.fail_on = []
+    marker.unlink()
     second = run_pipeline(pipeline, resume=True, progress=False)
 
     assert _calls(count) == [3]

@@ -220,11 +220,7 @@ def test_reading_leaves_file_unchanged(tmp_path):
 def test_write_failure_not_marked_completed(tmp_path):
     from physicsnemo_curator.core.errors import StoreWriteError
 
-    pipeline = Pipeline(source=RangeSource(5), sink=NullSink(), db_file=tmp_path / "run.db")
-    pipeline._prepare_store()
-    blocker = sqlite3.connect(tmp_path / "run.db", isolation_level=None)
-    original = store_module.BUSY_RETRY_SECONDS
-    store_module.BUSY_RETRY_SECONDS = 0.2
+    blocker = None
 
     class LockAfterTwo(RangeSource):
         def __getitem__(self, index):
@@ -232,7 +228,11 @@ def test_write_failure_not_marked_completed(tmp_path):
                 blocker.execute("BEGIN IMMEDIATE")
             yield index
 
-    pipeline.source = LockAfterTwo(5)
+    pipeline = Pipeline(source=LockAfterTwo(5), sink=NullSink(), db_file=tmp_path / "run.db")
+    pipeline._prepare_store()
+    blocker = sqlite3.connect(tmp_path / "run.db", isolation_level=None)
+    original = store_module.BUSY_RETRY_SECONDS
+    store_module.BUSY_RETRY_SECONDS = 0.2
     try:
         with pytest.warns(CuratorWarning, match="Could not record index 2"):
             results = run_pipeline(pipeline, progress=False, on_error="continue")
@@ -277,3 +277,63 @@ def test_import_loads_no_heavy_packages():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_directory_db_file_rejected(tmp_path):
+    from physicsnemo_curator.core.errors import StoreError
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "important.h5").write_text("data")
+
+    with pytest.raises(StoreError, match="is a directory"):
+        run_pipeline(Pipeline(source=RangeSource(2), sink=NullSink(), db_file=results), progress=False)
+    assert (results / "important.h5").read_text() == "data"
+    assert not list(tmp_path.glob("*.corrupt-*"))
+
+
+def test_foreign_sqlite_left_untouched(tmp_path):
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE customers (id INTEGER)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+
+    with pytest.raises(NotAStoreError):
+        open_writable(path)
+    assert path.read_bytes() == before
+
+
+def test_store_of_other_pipeline_rejected(tmp_path):
+    from physicsnemo_curator.core.errors import StoreError
+
+    first = Pipeline(source=RangeSource(5), sink=NullSink(), db_file=tmp_path / "mix.db")
+    run_pipeline(first, progress=False)
+    other = Pipeline(source=RangeSource(8), filters=[SleepFilter()], sink=NullSink(), db_file=tmp_path / "mix.db", resume=True)
+
+    with pytest.raises(StoreError, match="records another pipeline"):
+        run_pipeline(other, progress=False)
+    assert PipelineStore.from_db(tmp_path / "mix.db").completed_indices() == [0, 1, 2, 3, 4]
+
+
+def test_unwritable_store_named_in_error(tmp_path):
+    import shutil
+    import subprocess
+
+    from physicsnemo_curator.core.errors import StoreError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="Cannot create the directory"):
+        open_writable(blocker / "run.db")
+
+    run_pipeline(Pipeline(source=RangeSource(2), sink=NullSink(), db_file=tmp_path / "frozen.db"), progress=False)
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(tmp_path / "frozen.db")], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here to make the store read-only")
+    try:
+        with pytest.raises(StoreError, match="frozen.db"):
+            open_writable(tmp_path / "frozen.db")
+    finally:
+        subprocess.run([chattr, "-i", str(tmp_path / "frozen.db")], check=True)

@@ -111,9 +111,13 @@ class Pipeline:
 
     @property
     def db_path(self) -> Path:
-        """The run store file of this pipeline (chosen once, then stable)."""
+        """The run store file: ``db_file``, else ``<hash16>.db`` with ``resume``, else a timestamped name chosen once."""
         if self.db_file is not None:
             return Path(self.db_file)
+        if self.resume:
+            # The resume name follows the configuration, so a changed pipeline gets its own store.
+            directory = Path(self.db_dir) if self.db_dir is not None else cache_dir()
+            return directory / db_file_name(self.config_hash, True)
         if self._db_path is None:
             directory = Path(self.db_dir) if self.db_dir is not None else cache_dir()
             self._db_path = directory / db_file_name(self.config_hash, self.resume)

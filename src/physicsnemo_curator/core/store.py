@@ -27,6 +27,7 @@ from physicsnemo_curator.core.errors import (
     CuratorWarning,
     NotAStoreError,
     SchemaVersionError,
+    StoreError,
     StoreWriteError,
 )
 from physicsnemo_curator.core.record import IndexRecord
@@ -81,6 +82,23 @@ def _looks_like_sqlite(path: Path) -> bool:
     return len(header) == 100 and header.startswith(_SQLITE_MAGIC)
 
 
+def _is_access_error(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text or "disk i/o" in text
+
+
+def _check_foreign(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    if version == 0 and app_id != APPLICATION_ID:
+        has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if has_tables:
+            raise NotAStoreError(
+                f"{path} is an SQLite database but not a physicsnemo-curator run store "
+                f"(it has other tables). Pass the path of a run store, or a new path."
+            )
+
+
 def _configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -127,16 +145,32 @@ def open_writable(path: str | os.PathLike[str]) -> sqlite3.Connection:
     :class:`~physicsnemo_curator.core.errors.SchemaVersionError`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() or str(path).endswith(os.sep):
+        raise StoreError(f"The run store path {path} is a directory; pass a file path such as {Path(path) / 'run.db'}, or use db_dir= for a directory.")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"The run store path {path} exists but is not a regular file; pass a path to a .db file.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"Cannot create the directory {path.parent} for the run store: {exc}. Choose a writable db_dir or db_file.") from exc
     if path.exists() and path.stat().st_size > 0 and not _looks_like_sqlite(path):
         _move_aside(path, "not an SQLite database")
 
     for attempt in range(2):
         conn = sqlite3.connect(path, timeout=BUSY_RETRY_SECONDS, isolation_level=None, check_same_thread=False)
         try:
+            # Check what the file is before switching it to WAL, so another
+            # application's database is rejected untouched.
+            _check_foreign(conn, path)
             _configure(conn)
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             _migrate(conn, path)
+            # SQLite silently opens a file it cannot write read-only, so probe with a write now.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            finally:
+                conn.execute("ROLLBACK")
             if attempt == 0:
                 conn.execute("PRAGMA quick_check(1)").fetchone()
             return conn
@@ -144,6 +178,11 @@ def open_writable(path: str | os.PathLike[str]) -> sqlite3.Connection:
             conn.close()
             if isinstance(exc, sqlite3.OperationalError) and _is_transient(exc):
                 raise
+            if isinstance(exc, sqlite3.OperationalError) and _is_access_error(exc):
+                raise StoreError(
+                    f"Cannot write the run store {path} ({exc}). Check the permissions of the file and its "
+                    f"directory, or choose another db_dir or db_file."
+                ) from exc
             if attempt == 1:
                 raise
             _move_aside(path, str(exc))
@@ -329,6 +368,13 @@ class StoreWriter:
         self._begin()
         try:
             known = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+            if known.get("config_hash") not in (None, config_hash):
+                raise StoreError(
+                    f"Run store {self.path} records another pipeline (configuration hash "
+                    f"{known['config_hash'][:16]}, source {known.get('source_name')!r}), but this pipeline's "
+                    f"hash is {config_hash[:16]}. Mixing them would return the other pipeline's results; "
+                    f"use another db_file or db_dir, or move that file away."
+                )
             if "config_hash" not in known:
                 self.conn.executemany(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
