@@ -268,3 +268,33 @@ def test_process_pool_records_everything(tmp_path):
         workers = store.workers()
     assert len({w["pid"] for w in workers}) == 2
     assert sum(w["n_done"] for w in workers) == 40
+
+
+def test_load_rejects_non_component_callable(tmp_path):
+    from physicsnemo_curator.core.errors import ConfigError
+
+    marker = tmp_path / "ran"
+    bad = tmp_path / "evil.yaml"
+    bad.write_text(f'source: {{type: "os:system", params: {{command: "touch {marker}"}}}}\n')
+
+    with pytest.raises(ConfigError, match="is not a subclass of Source"):
+        Pipeline.load(bad)
+    assert not marker.exists()
+
+
+def test_save_accepts_numpy_scalars(tmp_path):
+    import numpy as np
+
+    pipeline = RangeSource(np.int64(3)).filter(SleepFilter(np.float64(0.25))).write(NullSink())
+    loaded = Pipeline.load(pipeline.save(tmp_path / "p.yaml"))
+
+    assert loaded.filters[0].sleep == 0.25
+    assert loaded.config_hash == pipeline.config_hash
+
+
+def test_load_directory_is_clear(tmp_path):
+    from physicsnemo_curator.core.errors import ConfigError
+
+    (tmp_path / "p.yaml").mkdir()
+    with pytest.raises(ConfigError, match="is not a file"):
+        Pipeline.load(tmp_path / "p.yaml")

@@ -55,12 +55,16 @@ def resolve_type(spec: str) -> type:
 
 
 def _plain(value: Any, where: str) -> Any:
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             return repr(value)
-        return value
+        return float(value)
     if isinstance(value, PurePath):
         return str(value)
     if isinstance(value, Mapping):
@@ -87,11 +91,23 @@ def component_config(component: Any) -> dict[str, Any]:
     return {"type": type_path(type(component)), "params": params}
 
 
-def build_component(spec: Mapping[str, Any]) -> Any:
+def build_component(spec: Mapping[str, Any], base: type | None = None) -> Any:
+    """Build a component from ``{"type": ..., "params": ...}``.
+
+    The type must be a class (a subclass of ``base`` when given), so a
+    pipeline file cannot make this call an arbitrary function. Loading still
+    imports the modules a file names: load only pipeline files you trust.
+    """
     if not isinstance(spec, Mapping) or "type" not in spec:
         raise ConfigError(f"A component entry needs a 'type' key, got {spec!r}.")
     cls = resolve_type(spec["type"])
-    params = dict(spec.get("params") or {})
+    if not isinstance(cls, type) or (base is not None and not issubclass(cls, base)):
+        expected = "a component class" if base is None else f"a subclass of {base.__name__}"
+        raise ConfigError(f"Component type {spec['type']!r} is not {expected}; check the 'type' entry of the pipeline file.")
+    params = spec.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"The 'params' of {spec['type']!r} must be a mapping, got {params!r}.")
+    params = dict(params)
     try:
         return cls(**params)
     except TypeError as exc:
@@ -141,6 +157,8 @@ def read_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Pipeline file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"Pipeline file {path} is not a file; pass a .yaml, .yml or .json file written by Pipeline.save().")
     suffix = path.suffix.lower()
     text = path.read_text()
     try:

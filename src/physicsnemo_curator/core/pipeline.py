@@ -279,12 +279,15 @@ class Pipeline:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Pipeline:
-        """Build a pipeline from a file written by :meth:`save`."""
+        """Build a pipeline from a file written by :meth:`save`.
+
+        Loading imports the modules the file names, so load only files you trust.
+        """
         data = read_config(path)
         return cls(
-            source=build_component(data["source"]),
-            filters=[build_component(f) for f in data.get("filters") or []],
-            sink=None if data.get("sink") is None else build_component(data["sink"]),
+            source=build_component(data["source"], Source),
+            filters=[build_component(f, Filter) for f in data.get("filters") or []],
+            sink=None if data.get("sink") is None else build_component(data["sink"], Sink),
             track_metrics=bool(data.get("track_metrics", True)),
             track_memory=bool(data.get("track_memory", True)),
             track_gpu=bool(data.get("track_gpu", False)),
