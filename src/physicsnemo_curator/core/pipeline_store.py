@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -19,6 +20,19 @@ from physicsnemo_curator.core.metrics import IndexMetrics, PipelineMetrics, Stag
 from physicsnemo_curator.core.store import open_readonly, writer_for
 
 __all__ = ["IndexMetrics", "PipelineMetrics", "PipelineStore", "StageMetrics"]
+
+def run_abandoned(run: dict[str, Any]) -> bool:
+    """Return whether a run marked ``running`` lost its driver process (on this host; other hosts cannot be checked)."""
+    if run.get("status") != "running" or run.get("host") != socket.gethostname() or not run.get("pid"):
+        return False
+    try:
+        os.kill(int(run["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
 
 STALE_HEARTBEATS = 3
 """A worker whose heartbeat is this many periods old is reported stale."""
@@ -235,6 +249,12 @@ class PipelineStore:
         total : int, optional
             The number of indices the run will have; defaults to the
             source length recorded in the store.
+
+        ``status`` is the latest run's: ``running``, ``finished``,
+        ``failed``, ``interrupted``, or ``abandoned`` when it is marked
+        running but its driver process on this host is gone. ``remaining``
+        counts every index not completed, failed ones included, since a
+        resume runs them again.
         """
         if total is None:
             total = self.total()
@@ -262,7 +282,7 @@ class PipelineStore:
             "eta_s": eta,
             "first_started_at": first,
             "last_finished_at": last,
-            "status": runs[-1]["status"] if runs else None,
+            "status": (None if not runs else "abandoned" if run_abandoned(runs[-1]) else runs[-1]["status"]),
         }
 
     def summary_html(self, total: int | None = None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from physicsnemo_curator.core.execute import HEARTBEAT_SECONDS
-from physicsnemo_curator.core.pipeline_store import STALE_HEARTBEATS
+from physicsnemo_curator.core.pipeline_store import STALE_HEARTBEATS, run_abandoned
 from physicsnemo_curator.monitor._reader import STATUS_NAMES
 from physicsnemo_curator.monitor._table import IndexTable, LogHistogram
 
@@ -44,10 +44,16 @@ def format_duration(seconds: float | None) -> str:
 
 
 def run_state(runs: Sequence[dict[str, Any]]) -> str:
-    """Return ``"live"``, ``"finished"``, ``"failed"``, ``"interrupted"`` or ``"idle"`` (no run yet) for the latest run."""
+    """Return ``"live"``, ``"finished"``, ``"failed"``, ``"interrupted"``, ``"abandoned"`` or ``"idle"`` (no run yet).
+
+    ``"abandoned"`` is a run still marked running whose driver process on
+    this host is gone (killed with SIGKILL, say).
+    """
     if not runs:
         return "idle"
     status = runs[-1].get("status") or "running"
+    if status == "running" and run_abandoned(runs[-1]):
+        return "abandoned"
     return "live" if status == "running" else str(status)
 
 

@@ -13,6 +13,8 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -26,21 +28,34 @@ MAX_EARLY_DEATHS = 3
 """Consecutive worker deaths before any index ran, after which the run gives up."""
 
 
+def _watch_parent(parent_pid: int, interval: float = 1.0) -> None:
+    """End this worker when the driver is gone (killed with SIGKILL, say), instead of idling as an orphan."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent_pid:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="psnc-parent-watch", daemon=True).start()
+
+
 def _worker_main(conn: Any, key: str, pipeline_bytes: bytes, context: Any, current: Any, slot: int) -> None:
     # The driver handles Ctrl-C and stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from physicsnemo_curator.run import _worker
 
+    _watch_parent(os.getppid())
     runner = _worker.runner_for(key, pipeline_bytes, context)
     conn.send(("ready", os.getpid(), runner.worker_id))
     original = runner.run_index
 
     def tracked(index: int, replace: bool = False) -> Any:
         current[slot] = index
-        try:
-            return original(index, replace)
-        finally:
-            current[slot] = _IDLE
+        result = original(index, replace)
+        # Left set when SystemExit or KeyboardInterrupt ends the worker, so the driver blames this index.
+        current[slot] = _IDLE
+        return result
 
     runner.run_index = tracked  # type: ignore[method-assign]
     while True:
@@ -188,6 +203,10 @@ class ProcessPoolBackend:
         if worker.chunk is not None:
             chunk_id, chunk = worker.chunk
             leftover = job.recover(chunk.indices)
+            if running not in leftover and leftover:
+                # The slot was cleared before the death was seen; blame the first index not recorded,
+                # so an index that always ends its worker cannot be retried forever.
+                running = leftover[0]
             if running in leftover:
                 worker_id = worker.worker_id
                 if worker_id is None and job.writer is not None:
