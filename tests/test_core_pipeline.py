@@ -298,3 +298,46 @@ def test_load_directory_is_clear(tmp_path):
     (tmp_path / "p.yaml").mkdir()
     with pytest.raises(ConfigError, match="is not a file"):
         Pipeline.load(tmp_path / "p.yaml")
+
+
+def test_run_pipeline_input_errors(tmp_path):
+    import numpy as np
+
+    pipeline = Pipeline(source=RangeSource(4), sink=NullSink(), db_dir=tmp_path)
+    with pytest.raises(TypeError, match="needs a Pipeline, got RangeSource"):
+        run_pipeline(RangeSource(3))
+    with pytest.raises(TypeError, match="indices=5 is not a sequence"):
+        run_pipeline(pipeline, indices=5)
+    with pytest.raises(ValueError, match="n_jobs=True"):
+        run_pipeline(pipeline, n_jobs=True)
+    with pytest.raises(ValueError, match="Unknown backend 'bogus'"):
+        run_pipeline(pipeline, backend="bogus")
+    with pytest.raises(TypeError, match="has no option 'clinet'"):
+        run_pipeline(pipeline, clinet=None, progress=False)
+    with pytest.raises(TypeError, match="Pipeline index 'a' is not an int"):
+        pipeline["a"]
+    assert run_pipeline(pipeline, indices=np.arange(2), progress=False) == [["out/0.bin"], ["out/1.bin"]]
+
+
+def test_sink_returning_int_named(tmp_path):
+    from physicsnemo_curator import Sink
+
+    class CountingSink(Sink[int]):
+        def __call__(self, items, index):
+            return sum(1 for _ in items)
+
+    pipeline = Pipeline(source=RangeSource(2), sink=CountingSink(), db_dir=tmp_path)
+    with pytest.raises(TypeError, match="Sink CountingSink returned 1"):
+        run_pipeline(pipeline, progress=False)
+
+
+def test_filter_named_sink_keeps_labels(tmp_path):
+    from physicsnemo_curator import Filter
+
+    class Sneaky(Filter[int]):
+        name = "sink"
+
+    pipeline = Pipeline(source=RangeSource(2), filters=[Sneaky()], sink=NullSink(), db_dir=tmp_path)
+    run_pipeline(pipeline, progress=False)
+
+    assert [s.name for s in pipeline.metrics.indices[0].stages] == ["source", "sink (filter)", "sink"]

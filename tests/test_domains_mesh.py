@@ -398,3 +398,21 @@ def test_basic_mesh_example_runs_unchanged(tmp_path):
     for row in rows[:3]:
         expected = _numpy_means(next(iter(source[row["index"]])))
         assert row["point_data/temperature"] == pytest.approx(expected["point_data/temperature"])
+
+
+def test_precision_overflow_raises_with_field_name():
+    import numpy as np
+
+    from physicsnemo_curator.domains.mesh.container import Mesh
+    from physicsnemo_curator.domains.mesh.filters.precision import PrecisionFilter
+
+    mesh = Mesh(
+        points=np.zeros((3, 3)),
+        cells=np.array([[0, 1, 2]]),
+        point_data={},
+        cell_data={"pressure": np.array([1.0e5])},
+    )
+    with pytest.raises(OverflowError, match=r"cell_data\['pressure'\].*float16"):
+        list(PrecisionFilter("float16")([mesh]))
+    cast = list(PrecisionFilter("float32")([mesh]))[0]
+    assert cast.cell_data["pressure"].dtype == np.float32

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import threading
 import time
 import traceback as _traceback
@@ -272,7 +273,7 @@ class IndexRunner:
                     pass
                 paths = []
             else:
-                paths = _as_paths(pipeline.sink(stream, index))
+                paths = _as_paths(pipeline.sink(stream, index), pipeline.sink)
         except Exception as exc:  # noqa: BLE001 - recorded, then handed to on_error
             error = exc
         wall = perf_counter_ns() - wall0
@@ -327,7 +328,7 @@ class IndexRunner:
             for _ in stream:
                 pass
             return []
-        return _as_paths(pipeline.sink(stream, index))
+        return _as_paths(pipeline.sink(stream, index), pipeline.sink)
 
     def commit(self) -> dict[int, BaseException]:
         """Commit buffered records; return ``{index: error}`` for those that could not be written."""
@@ -352,9 +353,16 @@ class IndexRunner:
         return written
 
 
-def _as_paths(value: Any) -> list[str]:
+def _as_paths(value: Any, sink: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
-        return [str(value)]
-    return [str(p) for p in value]
+        return [os.fsdecode(value)]
+    try:
+        items = list(value)
+    except TypeError:
+        raise TypeError(
+            f"Sink {type(sink).__name__} returned {value!r} ({type(value).__name__}); a sink must return the "
+            f"paths it wrote: a list of str or Path, one path, or None."
+        ) from None
+    return [os.fsdecode(p) if isinstance(p, (str, bytes)) or hasattr(p, "__fspath__") else str(p) for p in items]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,7 +96,10 @@ class Pipeline:
 
     def stage_list(self) -> list[tuple[str, str]]:
         """Return ``(name, kind)`` of every stage: ``source``, each filter, ``sink``."""
-        stages = [("source", "source")] + [(f.name, "filter") for f in self.filters]
+        # A filter named like the end stages keeps a distinct label, so timings stay unambiguous.
+        stages = [("source", "source")] + [
+            (f"{f.name} (filter)" if f.name in ("source", "sink") else f.name, "filter") for f in self.filters
+        ]
         if self.sink is not None:
             stages.append(("sink", "sink"))
         return stages
@@ -240,6 +244,9 @@ class Pipeline:
 
         if self.source is None:
             raise ValueError("This pipeline has no source; build it from a Source before indexing it.")
+        if isinstance(index, bool) or not hasattr(index, "__index__"):
+            raise TypeError(f"Pipeline index {index!r} is not an int; use pipeline[i] with an int i.")
+        index = operator.index(index)
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"Index {index} is out of range for a source of length {n}.")
@@ -299,9 +306,13 @@ class Pipeline:
 
 def _check_indices(indices: Sequence[int], n: int) -> list[int]:
     out = []
-    for i in indices:
-        if not isinstance(i, int) or isinstance(i, bool):
-            raise TypeError(f"Index {i!r} is not an int; pass indices as a list of ints.")
+    for value in indices:
+        if isinstance(value, bool):
+            raise TypeError(f"Index {value!r} is not an int; pass indices as a list of ints.")
+        try:
+            i = operator.index(value)
+        except TypeError:
+            raise TypeError(f"Index {value!r} is not an int; pass indices as a list of ints.") from None
         if not 0 <= i < n:
             raise IndexError(f"Index {i} is out of range for a source of length {n}; valid indices are 0 to {n - 1}.")
         out.append(i)

@@ -104,6 +104,13 @@ def run_pipeline(
         For each requested index, in order: the list of paths its sink
         returned, or ``None`` when it failed.
     """
+    from physicsnemo_curator.core.pipeline import Pipeline as _Pipeline
+
+    if not isinstance(pipeline, _Pipeline):
+        raise TypeError(
+            f"run_pipeline needs a Pipeline, got {type(pipeline).__name__}; build one with "
+            f"Source(...).filter(...).write(...) or Pipeline(source=..., filters=[...], sink=...)."
+        )
     if use_tui is not None:
         progress = use_tui
     if on_error not in _ON_ERROR:
@@ -119,16 +126,19 @@ def run_pipeline(
         pipeline._new_db()
 
     n = len(pipeline)
+    if indices is not None and (isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__")):
+        raise TypeError(f"indices={indices!r} is not a sequence; pass a list of ints such as [0, 5, 7], or None for all.")
     requested = list(range(n)) if indices is None else _check_indices(list(indices), n)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or (n_jobs < 1 and n_jobs != -1):
+        raise ValueError(f"n_jobs={n_jobs!r} is not valid; use a positive int, or -1 for one worker per CPU.")
     if n_jobs == -1:
         n_jobs = os.cpu_count() or 1
-    if not isinstance(n_jobs, int) or n_jobs < 1:
-        raise ValueError(f"n_jobs={n_jobs!r} is not valid; use a positive int, or -1 for one worker per CPU.")
-    if n_jobs == 1 and backend not in ("sequential",):
+    runner = get_backend(backend)
+    backend_name = backend
+    if n_jobs == 1 and backend != "sequential":
+        # One worker gains nothing from a pool; the backend's options are still checked.
         backend_name = "sequential"
-    else:
-        backend_name = backend
-    runner = get_backend(backend_name)
+        runner = get_backend("sequential")
 
     results: dict[int, list[str] | None] = {}
     replace: set[int] = set()

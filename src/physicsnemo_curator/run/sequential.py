@@ -12,6 +12,7 @@ class SequentialBackend:
     name = "sequential"
 
     def run(self, job: Job) -> None:
+        job.check_options(self.name, ("start_method", "timeout", "client") if job.n_jobs == 1 else ())
         runner = IndexRunner(job.pipeline, job.context).open(register=True)
         try:
             for chunk in job.chunks(1):

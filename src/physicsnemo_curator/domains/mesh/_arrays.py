@@ -49,12 +49,30 @@ def is_floating(value: Any) -> bool:
     return np.asarray(value).dtype.kind == "f"
 
 
-def cast_floating(value: Any, dtype_name: str) -> Any:
-    """Cast a floating array or tensor to ``dtype_name``; other arrays are returned unchanged."""
+def cast_floating(value: Any, dtype_name: str, name: str = "array") -> Any:
+    """Cast a floating array or tensor to ``dtype_name``; other arrays are returned unchanged.
+
+    Raises OverflowError, naming ``name``, when finite values do not fit the
+    target type: a silent cast would turn them into infinities.
+    """
     if not is_floating(value):
         return value
     if is_tensor(value):
         import torch
 
-        return value.to(getattr(torch, dtype_name))
-    return np.asarray(value).astype(dtype_name, copy=False)
+        cast = value.to(getattr(torch, dtype_name))
+        overflow = bool((torch.isinf(cast) & torch.isfinite(value)).any())
+        largest = float(value[torch.isfinite(value)].abs().max()) if overflow else 0.0
+    else:
+        source = np.asarray(value)
+        with np.errstate(over="ignore"):
+            cast = source.astype(dtype_name, copy=False)
+        overflow = bool((np.isinf(cast) & np.isfinite(source)).any())
+        largest = float(np.abs(source[np.isfinite(source)]).max()) if overflow else 0.0
+    if overflow:
+        limit = float(np.finfo(dtype_name).max)
+        raise OverflowError(
+            f"Casting {name} to {dtype_name} would turn finite values into infinity (largest magnitude "
+            f"{largest:.4g}, {dtype_name} holds up to {limit:.4g}); rescale the field or choose a wider type such as float32."
+        )
+    return cast

@@ -47,9 +47,9 @@ class PrecisionFilter(Filter[Any]):
         dtype = self.target_dtype
         if isinstance(item, Mesh):
             return item.replace(
-                points=cast_floating(item.points, dtype),
-                point_data={k: cast_floating(v, dtype) for k, v in item.point_data.items()},
-                cell_data={k: cast_floating(v, dtype) for k, v in item.cell_data.items()},
+                points=cast_floating(item.points, dtype, "points"),
+                point_data={k: cast_floating(v, dtype, f"point_data[{k!r}]") for k, v in item.point_data.items()},
+                cell_data={k: cast_floating(v, dtype, f"cell_data[{k!r}]") for k, v in item.cell_data.items()},
             )
         if not (hasattr(item, "point_data") or hasattr(item, "cell_data")):
             raise TypeError(f"PrecisionFilter needs a Mesh or an object with point_data/cell_data mappings, got {type(item).__name__}.")
@@ -57,5 +57,5 @@ class PrecisionFilter(Filter[Any]):
             fields = getattr(item, attribute, None)
             if fields is not None:
                 for key in list(fields.keys()):
-                    fields[key] = cast_floating(fields[key], dtype)
+                    fields[key] = cast_floating(fields[key], dtype, f"{attribute}[{key!r}]")
         return item
