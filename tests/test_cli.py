@@ -175,3 +175,17 @@ def test_dashboard_on_busy_port_is_one_clean_line(cache, tmp_path):
     assert result.returncode == cli.EXIT_FAILURE
     assert "Traceback" not in result.stderr
     assert f"psnc: error: port {port} on 127.0.0.1 is already in use" in result.stderr
+
+
+def test_bad_output_and_port_are_clean(cache, tmp_path, capsys):
+    db = write_store(cache / "a1b2c3d4e5f60718.db", 3)
+
+    assert cli.main(["metrics", str(db), "--csv", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("psnc: error: IsADirectoryError")
+    assert "Traceback" not in err
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["dashboard", str(db), "--port", "99999"])
+    assert exited.value.code == 2
+    assert "invalid port 99999" in capsys.readouterr().err

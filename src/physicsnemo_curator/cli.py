@@ -147,7 +147,7 @@ def build_parser(load_demo: bool = False) -> argparse.ArgumentParser:
         "or a hash prefix of a store in the cache directory.",
     )
     dashboard.add_argument("target", metavar="DB|PIPELINE_FILE|HASH_PREFIX", help="The run store to show.")
-    dashboard.add_argument("--port", type=int, default=5006, help="Port to listen on (default 5006; 0 picks a free one).")
+    dashboard.add_argument("--port", type=port_number, default=5006, help="Port to listen on (default 5006; 0 picks a free one).")
     dashboard.add_argument("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1: this machine only).")
     dashboard.add_argument("--no-browser", action="store_true", help="Do not open a web browser.")
     dashboard.set_defaults(func=_cmd_dashboard)
@@ -167,6 +167,17 @@ def build_parser(load_demo: bool = False) -> argparse.ArgumentParser:
 
     _add_demo(subparsers, load_demo)
     return parser
+
+
+def port_number(text: str) -> int:
+    """Parse a TCP port for argparse: an int from 0 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: give an int from 0 to 65535") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {value}: give an int from 0 to 65535")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -193,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except ImportError as exc:
         print(f"psnc: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (OSError, ValueError, TypeError, OverflowError) as exc:
+        # Bad paths, hosts and option values end in one line, not a traceback.
+        print(f"psnc: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -91,7 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-jobs", type=int, default=DEFAULT_N_JOBS, help=f"worker processes (default: {DEFAULT_N_JOBS}; -1 for one per CPU)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"folder for the database, structures and artifacts (default: {DEFAULT_OUT})")
     parser.add_argument("--no-serve", action="store_true", help="run and print only; do not serve the dashboard")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"dashboard port on 127.0.0.1 (default: {DEFAULT_PORT}; a free one if taken)")
+    from physicsnemo_curator.cli import port_number
+
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help=f"dashboard port on 127.0.0.1 (default: {DEFAULT_PORT}; a free one if taken)")
     parser.add_argument("--subset", type=int, default=None, metavar="N", help="use N structures spread over the collections, once each (quick runs, tests)")
     parser.add_argument(
         "--structures",
