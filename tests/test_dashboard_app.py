@@ -464,3 +464,25 @@ def test_auto_refresh_stops_after_the_run_ends_and_idles(tmp_path):
     session.auto.value = True
     session.refresh(force=True)
     assert session.auto.value is True
+
+
+def test_header_turns_abandoned_without_store_change(tmp_path):
+    import socket
+    import sqlite3
+    import subprocess
+
+    driver = subprocess.Popen(["sleep", "60"])
+    db = write_store(tmp_path / "live.db", 5, total=40, running=True, host=socket.gethostname())
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE runs SET pid=?", (driver.pid,))
+    conn.commit()
+    conn.close()
+    try:
+        session = DashboardApp(db).session()
+        assert ">live<" in session.run_label.object
+    finally:
+        driver.kill()
+        driver.wait(10)
+
+    session.refresh_button.clicks += 1
+    assert ">abandoned<" in session.run_label.object

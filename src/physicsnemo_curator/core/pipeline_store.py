@@ -21,17 +21,30 @@ from physicsnemo_curator.core.store import open_readonly, writer_for
 
 __all__ = ["IndexMetrics", "PipelineMetrics", "PipelineStore", "StageMetrics"]
 
-def run_abandoned(run: dict[str, Any]) -> bool:
-    """Return whether a run marked ``running`` lost its driver process (on this host; other hosts cannot be checked)."""
-    if run.get("status") != "running" or run.get("host") != socket.gethostname() or not run.get("pid"):
+def process_gone(host: str | None, pid: int | None) -> bool:
+    """Return whether process ``pid`` on ``host`` has ended (a zombie counts as ended).
+
+    Only this host can be checked; for another host this returns ``False``.
+    """
+    if host != socket.gethostname() or not pid:
         return False
     try:
-        os.kill(int(run["pid"]), 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
-    return False
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as handle:
+            # The state field follows the parenthesised command name.
+            return handle.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def run_abandoned(run: dict[str, Any]) -> bool:
+    """Return whether a run marked ``running`` lost its driver process (checked on this host only)."""
+    return run.get("status") == "running" and process_gone(run.get("host"), run.get("pid"))
 
 
 STALE_HEARTBEATS = 3
@@ -183,7 +196,9 @@ class PipelineStore:
         for row in cursor:
             worker = dict(zip(columns, row))
             state = worker["status"]
-            if state in ("busy", "idle") and worker["heartbeat_at"] is not None:
+            if state in ("busy", "idle") and process_gone(worker["host"], worker["pid"]):
+                state = "dead"
+            elif state in ("busy", "idle") and worker["heartbeat_at"] is not None:
                 if now - worker["heartbeat_at"] > STALE_HEARTBEATS * heartbeat_seconds:
                     state = "stale"
             worker["state"] = state

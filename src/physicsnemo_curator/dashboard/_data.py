@@ -204,7 +204,9 @@ class DashboardData:
     # -- payloads (cached per data version) --------------------------------
 
     def header(self) -> dict[str, Any]:
-        return self._cached("header", self.monitor.header)
+        """Return the run's name, path and state (never cached: a run's driver can die without writing)."""
+        with self._lock:
+            return self.monitor.header()
 
     def progress(self) -> dict[str, Any]:
         """Return the progress payload at the current time (never cached: elapsed time moves)."""

@@ -146,8 +146,9 @@ class DashboardSession:
             raise
         stamp = _dt.datetime.now().strftime("%H:%M:%S")
         self.updated.object = _html.tag("span", f"Updated {stamp}", data_testid="last-updated", style="color: inherit")
-        if changed:
-            self.run_label.object = self._run_label()
+        label = self._run_label()
+        if label != self.run_label.object:
+            self.run_label.object = label
         if self.data.live:
             self._watching_live_run = True
         elif self._watching_live_run and self.data.monitor.idle_for() > STOP_AFTER_IDLE_SECONDS:

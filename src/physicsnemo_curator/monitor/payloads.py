@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from physicsnemo_curator.core.execute import HEARTBEAT_SECONDS
-from physicsnemo_curator.core.pipeline_store import STALE_HEARTBEATS, run_abandoned
+from physicsnemo_curator.core.pipeline_store import STALE_HEARTBEATS, process_gone, run_abandoned
 from physicsnemo_curator.monitor._reader import STATUS_NAMES
 from physicsnemo_curator.monitor._table import IndexTable, LogHistogram
 
@@ -60,9 +60,9 @@ def run_state(runs: Sequence[dict[str, Any]]) -> str:
 def worker_table(workers: Sequence[dict[str, Any]], now: float, stale_after: float = STALE_AFTER_SECONDS) -> list[dict[str, Any]]:
     """Return the workers with a heartbeat ``state``: busy, idle, stale, dead or stopped.
 
-    A busy or idle worker whose last heartbeat is older than ``stale_after``
-    seconds is stale: it may be stuck, or its process may have died
-    without being marked.
+    A busy or idle worker whose process on this host has ended is dead. One
+    whose last heartbeat is older than ``stale_after`` seconds is stale: it
+    may be stuck, or run on another host and have died without being marked.
     """
     out = []
     for row in workers:
@@ -71,6 +71,8 @@ def worker_table(workers: Sequence[dict[str, Any]], now: float, stale_after: flo
         age = None if beat is None else max(0.0, now - beat)
         if status in ("dead", "stopped"):
             state = status
+        elif process_gone(row.get("host"), row.get("pid")):
+            state = "dead"
         elif age is not None and age > stale_after:
             state = "stale"
         else:
