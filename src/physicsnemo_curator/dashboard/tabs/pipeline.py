@@ -202,7 +202,7 @@ class PipelineTab:
         self.total, rows = self.data.query(self.query, self.page, size)
         pages = max(1, -(-self.total // size))
         self.page = min(self.page, pages - 1)
-        self.page_label.object = _html.tag("span", f"Page {self.page + 1} of {pages} ({self.total} indices)", data_testid="page-label")
+        self.page_label.object = _html.tag("span", f"Page {self.page + 1} of {pages} ({self.total} {'index' if self.total == 1 else 'indices'})", data_testid="page-label")
         self.prev_button.disabled = self.page == 0
         self.next_button.disabled = self.page >= pages - 1
         self.rows.object = query_table(rows)
