@@ -52,7 +52,7 @@ STALE_HEARTBEATS = 3
 
 
 class PipelineStore:
-    """Read access to one run store, plus the few writes a pipeline asks for (resets).
+    """Read access to one run store, plus the resets that a pipeline requests.
 
     Parameters
     ----------
@@ -282,7 +282,9 @@ class PipelineStore:
         elapsed = (last - first) if first is not None and last is not None else 0.0
         rate = recorded / elapsed if elapsed > 0 else None
         remaining = None if total is None else max(0, total - completed)
-        eta = None if (rate is None or remaining is None) else (total - recorded) / rate if total >= recorded else 0.0
+        eta = None
+        if rate is not None and total is not None:
+            eta = max(0, total - recorded) / rate
         runs = self.runs()
         return {
             "db_path": str(self.db_path),
