@@ -448,7 +448,7 @@ def test_first_load_on_two_connections_matches_one(tmp_path, monkeypatch):
     double.close()
 
 
-def test_auto_refresh_stops_after_the_run_ends_and_idles(tmp_path):
+def test_auto_refresh_stops_after_run_idles(tmp_path):
     from physicsnemo_curator.dashboard.app import STOP_AFTER_IDLE_SECONDS
 
     db = write_store(tmp_path / "ending.db", 10, total=20, running=True)

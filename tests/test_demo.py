@@ -58,7 +58,9 @@ def _db_of(out: Path) -> Path:
 def test_demo_options_have_the_documented_defaults():
     args = _args()
     assert (args.backend, args.n_jobs, args.out, args.no_serve, args.port) == ("process_pool", 2, "./psnc-demo", False, 5006)
-    assert args.subset is None and args.structures is None and args.repeat is None
+    assert args.subset is None
+    assert args.structures is None
+    assert args.repeat is None
     assert _args("--no-serve", "--subset", "5").no_serve is True
 
 
@@ -106,7 +108,8 @@ def test_demo_runs_sequentially_with_correct_values(tmp_path, capsys):
     (water,) = [r for r in rows if r["name"] == "g2/H2O"]
     oxygen, hydrogen = ase.collections.g2["H2O"].positions[:2]
     oh = float(np.linalg.norm(oxygen - hydrogen))
-    assert water["n_atoms"] == 3 and water["formula"] == "H2O"
+    assert water["n_atoms"] == 3
+    assert water["formula"] == "H2O"
     assert oh == pytest.approx(0.97, abs=0.01)
     assert water["min_distance"] == pytest.approx(oh, abs=1e-9)
     assert math.isnan(water["density"])
@@ -119,7 +122,8 @@ def test_demo_runs_sequentially_with_correct_values(tmp_path, capsys):
     written = sorted((out / "structures").glob("structure_*.extxyz"))
     assert len(written) == 5
     si_supercell = ase.io.read(written[3])
-    assert len(si_supercell) >= 100 and si_supercell.info["rdf_kind"] == "g(r)"
+    assert len(si_supercell) >= 100
+    assert si_supercell.info["rdf_kind"] == "g(r)"
 
 
 @pytest.mark.slow
@@ -137,7 +141,8 @@ def test_demo_runs_with_process_pool_through_psnc(tmp_path):
         assert store.completed_indices() == list(range(12))
         pid_of_worker = {w["worker_id"]: w["pid"] for w in store.workers()}
         ran = {pid_of_worker[m.worker_id] for m in store.metrics().indices}
-    assert len(pid_of_worker) == 2 and len(set(pid_of_worker.values())) == 2
+    assert len(pid_of_worker) == 2
+    assert len(set(pid_of_worker.values())) == 2
     rows = pq.read_table(out / "artifacts" / "atomic_stats.parquet").to_pylist()
     assert [r["index"] for r in rows] == list(range(12))
     _check_rows_against_ase(rows, [f"{c}/{n}" for c, n in demo.build_pipeline(tmp_path, subset=12).source.entries])
@@ -170,7 +175,8 @@ def test_demo_serves_the_dashboard_while_it_runs(tmp_path, capsys, monkeypatch):
     assert code == 0
     assert f"port {port} is taken" in seen["printed"]
     assert not seen["url"].endswith(f":{port}/")
-    assert seen["status"] == 200 and "<html" in seen["page"].lower()
+    assert seen["status"] == 200
+    assert "<html" in seen["page"].lower()
     with pytest.raises(OSError):  # the server is stopped when the run is over (stdin is not a terminal)
         urllib.request.urlopen(seen["url"], timeout=5)
 

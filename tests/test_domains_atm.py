@@ -62,7 +62,7 @@ def _assert_each_shard_has_one_writer(pipeline: Pipeline, shards: list[Path]) ->
 # -- sources ----------------------------------------------------------------
 
 
-def test_collection_source_covers_the_255_structures_shipped_with_ase():
+def test_collection_source_has_255_structures():
     source = ASECollectionSource()
     assert len(source) == 162 + 22 + 71
     names = {name for _, name in source.entries}
@@ -72,7 +72,8 @@ def test_collection_source_covers_the_255_structures_shipped_with_ase():
     assert len(picked) == 4
     (water,) = picked[0]
     (copy,) = picked[2]
-    assert water.info["psnc_index"] == 0 and water.info["psnc_name"] == "g2/H2O"
+    assert water.info["psnc_index"] == 0
+    assert water.info["psnc_name"] == "g2/H2O"
     assert copy.info["psnc_name"] == "g2/H2O#1"
     assert water.get_chemical_formula() == copy.get_chemical_formula() == "H2O"
     np.testing.assert_array_equal(water.positions, ase.collections.g2["H2O"].positions)
@@ -98,7 +99,8 @@ def test_collection_source_subsets_and_interleaves():
     assert [n for c, n in mixed.entries if c == "s22"] == ase.collections.s22.names  # each keeps its order
     first_s22 = [k for k, (c, _) in enumerate(mixed.entries) if c == "s22"]
     assert max(b - a for a, b in itertools.pairwise(first_s22)) <= 5  # about every 93/22 indices
-    assert len(few) == 10 and set(few.entries) <= set(mixed.entries)
+    assert len(few) == 10
+    assert set(few.entries) <= set(mixed.entries)
     assert {c for c, _ in few.entries} == {"s22", "dcdft"}
     named = ASECollectionSource(names=["g2/H2O", "dcdft/Si", "g2/CH4"], interleave=True)
     assert named.entries == [("g2", "H2O"), ("dcdft", "Si"), ("g2", "CH4")]  # the order given
@@ -144,7 +146,8 @@ def test_folder_source_reads_every_structure_file(tmp_path):
 
     assert [p.name for p in source.files] == ["POSCAR", "a_water.xyz", "b_silicon.cif", "c_broken.extxyz", "d_copper.extxyz"]
     (poscar,) = source[0]
-    assert poscar.get_chemical_formula() == "Si2" and poscar.pbc.all()
+    assert poscar.get_chemical_formula() == "Si2"
+    assert poscar.pbc.all()
     copper = list(source[4])
     assert [a.info["psnc_name"] for a in copper] == ["d_copper.extxyz@0", "d_copper.extxyz@1"]
     with pytest.raises(StructureReadError, match=r"ASE cannot read .*c_broken\.extxyz"):
@@ -154,7 +157,7 @@ def test_folder_source_reads_every_structure_file(tmp_path):
     assert len(StructureFolderSource(str(tmp_path / "structures"), pattern="*.cif")) == 1
 
 
-def test_corrupt_file_fails_its_index_and_the_others_complete(tmp_path):
+def test_corrupt_file_fails_only_its_index(tmp_path):
     folder = _structure_folder(tmp_path)
     output = tmp_path / "stats.parquet"
     pipeline = Pipeline(
@@ -169,7 +172,8 @@ def test_corrupt_file_fails_its_index_and_the_others_complete(tmp_path):
 
     assert pipeline.failed_indices == [3]
     assert pipeline.completed_indices == [0, 1, 2, 4]
-    assert results[3] is None and all(results[i] for i in (0, 1, 2, 4))
+    assert results[3] is None
+    assert all(results[i] for i in (0, 1, 2, 4))
     with PipelineStore.from_db(pipeline.db_path) as store:
         error = store.error(3)
     assert error["type"] == "StructureReadError"
@@ -197,13 +201,17 @@ def test_stats_of_water_match_an_independent_calculation():
 
     assert oh == pytest.approx(0.97, abs=0.01)
     assert np.linalg.norm(oxygen - h2) == pytest.approx(oh)
-    assert stats["n_atoms"] == 3 and stats["formula"] == "H2O"
-    assert json.loads(stats["species"]) == {"H": 2, "O": 1} and stats["n_species"] == 2
+    assert stats["n_atoms"] == 3
+    assert stats["formula"] == "H2O"
+    assert json.loads(stats["species"]) == {"H": 2, "O": 1}
+    assert stats["n_species"] == 2
     assert stats["min_distance"] == pytest.approx(oh, abs=1e-9)
     assert stats["mass"] == pytest.approx(masses.sum(), abs=0.01)
     assert stats["mean_coordination"] == pytest.approx(4 / 3)  # O bonds to two H, each H to the O
     assert stats["radius_of_gyration"] == pytest.approx(gyration, rel=1e-3)
-    assert stats["periodic"] is False and math.isnan(stats["cell_volume"]) and math.isnan(stats["density"])
+    assert stats["periodic"] is False
+    assert math.isnan(stats["cell_volume"])
+    assert math.isnan(stats["density"])
 
 
 def test_stats_of_crystals_match_their_lattice_geometry():
@@ -214,7 +222,8 @@ def test_stats_of_crystals_match_their_lattice_geometry():
     si = structure_stats(silicon)
     cu = structure_stats(copper)
 
-    assert np.allclose(silicon.cell.angles(), 90) and len(silicon) == 8  # conventional diamond cell
+    assert np.allclose(silicon.cell.angles(), 90)
+    assert len(silicon) == 8
     assert si["cell_volume"] == pytest.approx(a**3)
     assert si["density"] == pytest.approx(8 * MASS["Si"] / a**3 * AMU_PER_A3, rel=1e-3)
     assert si["min_distance"] == pytest.approx(a * math.sqrt(3) / 4, rel=1e-6)  # diamond bond
@@ -228,19 +237,22 @@ def test_stats_of_crystals_match_their_lattice_geometry():
 
 def test_single_atom_has_no_distance_and_no_neighbours():
     stats = structure_stats(ase.Atoms("Ar", positions=[[0, 0, 0]]))
-    assert math.isnan(stats["min_distance"]) and stats["mean_coordination"] == 0
-    assert stats["radius_of_gyration"] == 0 and stats["bbox_volume"] == 0
+    assert math.isnan(stats["min_distance"])
+    assert stats["mean_coordination"] == 0
+    assert stats["radius_of_gyration"] == 0
+    assert stats["bbox_volume"] == 0
 
 
 # -- supercells and RDFs ------------------------------------------------------
 
 
-def test_supercell_reaches_the_target_and_grows_the_thin_direction():
+def test_supercell_reaches_target_size():
     cell = np.diag([2.0, 4.0, 8.0])
     assert supercell_repetitions(cell, 2, 16) == (4, 2, 1)  # 8 x 8 x 8 Angstrom: as cubic as it gets
     large = supercell_repetitions(cell, 2, 64)
     heights = np.array([2.0, 4.0, 8.0]) * large
-    assert np.prod(large) * 2 >= 64 and heights.max() / heights.min() <= 2
+    assert np.prod(large) * 2 >= 64
+    assert heights.max() / heights.min() <= 2
     assert supercell_repetitions(cell, 100, 64) == (1, 1, 1)
 
 
@@ -249,7 +261,8 @@ def test_rdf_of_copper_peaks_at_the_nearest_neighbour_distance():
     copper = bulk("Cu", "fcc", a=3.61)
     (out,) = flt([copper])
 
-    assert len(out) >= 200 and out.info["supercell"].prod() == len(out)
+    assert len(out) >= 200
+    assert out.info["supercell"].prod() == len(out)
     assert out.info["rdf_kind"] == "g(r)"
     assert out.info["rdf_first_peak"] == pytest.approx(3.61 / math.sqrt(2), abs=0.03)
     r, g = out.info["rdf_r"], out.info["rdf"]
@@ -260,9 +273,11 @@ def test_rdf_of_copper_peaks_at_the_nearest_neighbour_distance():
     assert (g * density * shells)[r < 3.0].sum() == pytest.approx(12, abs=0.01)
 
     (water,) = SupercellRDFFilter(keep_supercell=False)([molecule("H2O")])
-    assert len(water) == 3 and water.info["rdf_kind"] == "n(r)"
+    assert len(water) == 3
+    assert water.info["rdf_kind"] == "n(r)"
     r, n = radial_distribution(molecule("H2O"), 2.0, 20)
-    assert n[r < 0.9].sum() == 0 and n.sum() > 0
+    assert n[r < 0.9].sum() == 0
+    assert n.sum() > 0
 
 
 # -- sink ---------------------------------------------------------------------
@@ -277,10 +292,12 @@ def test_structure_sink_writes_extxyz_that_reads_back(tmp_path):
 
     assert Path(path).name == "structure_000007.extxyz"
     back = ase.io.read(path, index=":")
-    assert [a.get_chemical_formula() for a in back] == [f"Cu{len(cu)}", "H2O"] and len(cu) >= 32
+    assert [a.get_chemical_formula() for a in back] == [f"Cu{len(cu)}", "H2O"]
+    assert len(cu) >= 32
     np.testing.assert_allclose(back[0].positions, cu.positions, atol=1e-6)
     np.testing.assert_allclose(back[0].info["rdf"], cu.info["rdf"], rtol=1e-6)
-    assert back[0].info["psnc_name"] == "Cu" and back[0].pbc.all()
+    assert back[0].info["psnc_name"] == "Cu"
+    assert back[0].pbc.all()
     assert sink([], 8) == []
     with pytest.raises(ValueError, match="format must be one of auto, extxyz, zarr"):
         StructureSink(str(tmp_path), format="hdf5")
@@ -323,7 +340,8 @@ def test_atomistic_pipeline_round_trips_through_save_and_load(tmp_path):
     for source in (StructureFolderSource(str(tmp_path), pattern="*.cif"), ASEDatabaseSource(str(tmp_path / "x.db"), selection="natoms<5")):
         assert type(source)(**source.config()).config() == source.config()
     for component in (pipeline.source, *pipeline.filters, pipeline.sink):
-        assert component.name and component.description
+        assert component.name
+        assert component.description
         assert [p.name for p in component.params()] == list(component.config())
 
 
@@ -376,7 +394,8 @@ def test_stats_dashboard_panel_plots_and_highlights_the_selected_index(tmp_path)
     highlighted, everything = sorted((r.data_source for r in layout.select({"type": GlyphRenderer})), key=lambda source: len(source.data["_x"]))
     assert isinstance(highlighted, ColumnDataSource)
     assert list(everything.data["name"]) == ["g2/H2O", "g2/CH4", "dcdft/Cu"]
-    assert list(highlighted.data["index"]) == [2] and list(highlighted.data["_x"]) == [4]
+    assert list(highlighted.data["index"]) == [2]
+    assert list(highlighted.data["_x"]) == [4]
     assert len(list(plain[1].object.select({"type": GlyphRenderer}))) == 1
 
 
@@ -430,4 +449,5 @@ def test_stats_dashboard_panel_explains_missing_and_unreadable_artifacts(tmp_pat
         assert isinstance(view, pn.pane.HTML)
         view.get_root()
     assert "No atomic statistics recorded yet" in none.object
-    assert "could not be read" in unreadable.object and "shard.parquet" in unreadable.object
+    assert "could not be read" in unreadable.object
+    assert "shard.parquet" in unreadable.object

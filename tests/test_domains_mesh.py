@@ -97,7 +97,8 @@ def test_random_source_is_reproducible_and_checks_its_range():
     assert not np.array_equal(first.points, other.points)
     # Every triangle has three distinct corners that exist.
     assert all(len(set(cell)) == 3 for cell in first.cells.tolist())
-    assert first.cells.min() >= 0 and first.cells.max() < 40
+    assert first.cells.min() >= 0
+    assert first.cells.max() < 40
     with pytest.raises(IndexError, match="index 3 is out of range"):
         next(iter(source[3]))
     with pytest.raises(ValueError, match="n_points must be at least 3"):
@@ -122,11 +123,12 @@ def test_mean_filter_matches_numpy_means(tmp_path, backend, n_jobs):
     assert [r["index"] for r in rows] == list(range(9))
     for row in rows:
         mesh = next(iter(source[row["index"]]))
-        assert row["n_points"] == 57 and row["n_cells"] == 31
+        assert row["n_points"] == 57
+        assert row["n_cells"] == 31
         for key, value in _numpy_means(mesh).items():
             assert row[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
 
-    # Every index reported the shard that holds its row, and each worker wrote its own shards.
+    # Every index reported the shard that contains its row, and each worker wrote its own shards.
     for index in range(9):
         (shard,) = pipeline.filter_artifacts_for_index(index)[MeanFilter.name]
         assert index in [r["index"] for r in _rows(Path(shard))]
@@ -147,8 +149,10 @@ def test_mean_filter_accepts_any_object_with_field_mappings(tmp_path):
     (row,) = _rows(Path(path))
     assert row["point_data/u"] == pytest.approx(4.0)
     assert row["cell_data/p"] == pytest.approx(float(pressure.mean()))
-    assert row["n_points"] == 5 and row["index"] is None
-    assert "point_data/label" not in row and "cell_data/empty" not in row
+    assert row["n_points"] == 5
+    assert row["index"] is None
+    assert "point_data/label" not in row
+    assert "cell_data/empty" not in row
 
 
 def test_mean_filter_accepts_torch_tensors(tmp_path):
@@ -175,11 +179,12 @@ def test_mean_filter_accepts_torch_tensors(tmp_path):
     assert row["cell_data/id"] == pytest.approx(9.5)
 
     cast = PrecisionFilter("float16").cast(mesh)
-    assert cast.point_data["v"].dtype == torch.float16 and isinstance(cast.point_data["v"], torch.Tensor)
+    assert cast.point_data["v"].dtype == torch.float16
+    assert isinstance(cast.point_data["v"], torch.Tensor)
     assert cast.cell_data["id"].dtype == torch.int64
 
 
-def test_mean_filter_keeps_the_newest_row_of_an_index_that_ran_twice(tmp_path):
+def test_mean_filter_keeps_newest_rerun_row(tmp_path):
     output = tmp_path / "means.parquet"
     old = tmp_path / "old.parquet"
     new = tmp_path / "new.parquet"
@@ -205,7 +210,7 @@ class _SinkFailingOn(MeshSink):
         return super().__call__(items, index)
 
 
-def test_mean_rows_of_an_index_that_failed_later_are_not_kept(tmp_path):
+def test_mean_drops_rows_of_failed_index(tmp_path):
     output = tmp_path / "means.parquet"
     pipeline = Pipeline(
         source=RandomMeshSource(5, 10, 4), filters=[MeanFilter(output=str(output))], sink=_SinkFailingOn(str(tmp_path / "out"), bad=2), db_dir=str(tmp_path)
@@ -225,7 +230,8 @@ def test_tabular_filter_copies_start_with_fresh_worker_state(tmp_path):
     clone = pickle.loads(pickle.dumps(flt))
 
     assert clone.output == flt.output
-    assert clone.artifacts() == [] and clone.flush() == []
+    assert clone.artifacts() == []
+    assert clone.flush() == []
     list(clone(RandomMeshSource(2, 10, 5)[1]))
     assert clone.artifacts() != first  # a copy in another worker never writes this worker's shard
     assert flt.flush() == first
@@ -245,14 +251,16 @@ def test_tabular_filter_requires_row():
 # -- PrecisionFilter and MeshSink ------------------------------------------
 
 
-def test_precision_filter_casts_floats_only_and_leaves_the_input_alone():
+def test_precision_filter_casts_floats_only():
     mesh = next(iter(RandomMeshSource(1, 20, 10)[0]))
     mesh.point_data["flag"] = np.arange(20, dtype=np.int32)
     (cast,) = list(PrecisionFilter(target_dtype="float32")([mesh]))
 
-    assert cast.points.dtype == np.float32 and cast.point_data["temperature"].dtype == np.float32
+    assert cast.points.dtype == np.float32
+    assert cast.point_data["temperature"].dtype == np.float32
     assert cast.cell_data["pressure"].dtype == np.float32
-    assert cast.cells.dtype == np.int64 and cast.point_data["flag"].dtype == np.int32
+    assert cast.cells.dtype == np.int64
+    assert cast.point_data["flag"].dtype == np.int32
     assert mesh.points.dtype == np.float64
     np.testing.assert_allclose(cast.points, mesh.points, rtol=1e-6)
 
@@ -264,7 +272,7 @@ def test_precision_filter_casts_floats_only_and_leaves_the_input_alone():
         PrecisionFilter().cast(42)
 
 
-def test_mesh_sink_writes_one_npz_per_mesh_that_reads_back(tmp_path):
+def test_mesh_sink_npz_round_trip(tmp_path):
     meshes = [next(iter(RandomMeshSource(2, 15, 6)[i])) for i in range(2)]
     sink = MeshSink(output_dir=str(tmp_path / "out"))
 
@@ -277,7 +285,8 @@ def test_mesh_sink_writes_one_npz_per_mesh_that_reads_back(tmp_path):
     np.testing.assert_array_equal(back.points, meshes[1].points)
     np.testing.assert_array_equal(back.cells, meshes[1].cells)
     np.testing.assert_array_equal(back.point_data["velocity"], meshes[1].point_data["velocity"])
-    assert back.metadata["index"] == 1 and back.cell_type == "triangle"
+    assert back.metadata["index"] == 1
+    assert back.cell_type == "triangle"
     with pytest.raises(ValueError, match="format must be one of npz, vtu"):
         MeshSink(str(tmp_path), format="stl")
 
@@ -287,7 +296,8 @@ def test_mesh_sink_writes_vtk_xml_unstructured_grids(tmp_path):
     (path,) = MeshSink(output_dir=str(tmp_path), format="vtu")(iter([mesh]), 0)
 
     piece = ET.parse(path).getroot().find("UnstructuredGrid/Piece")
-    assert piece.get("NumberOfPoints") == "12" and piece.get("NumberOfCells") == "5"
+    assert piece.get("NumberOfPoints") == "12"
+    assert piece.get("NumberOfCells") == "5"
 
     def array(xpath: str) -> np.ndarray:
         element = piece.find(xpath)
@@ -312,9 +322,11 @@ def test_mesh_pipeline_round_trips_through_save_and_load(tmp_path):
         loaded = Pipeline.load(pipeline.save(path))
         assert loaded.config() == pipeline.config()
         assert config_hash(loaded.config()) == pipeline.config_hash
-        assert loaded.sink.format == "vtu" and loaded.filters[1].target_dtype == "float16"
+        assert loaded.sink.format == "vtu"
+        assert loaded.filters[1].target_dtype == "float16"
     for component in (pipeline.source, *pipeline.filters, pipeline.sink):
-        assert component.name and component.description
+        assert component.name
+        assert component.description
         assert [p.name for p in component.params()] == list(component.config())
 
 
@@ -373,7 +385,8 @@ def test_read_tables_reports_each_unreadable_path(tmp_path):
     bad.write_text("nope")
     table, problems = read_tables([str(bad), str(bad)])
     assert table is None
-    assert len(problems) == 1 and problems[0].startswith(f"{bad}: ")
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{bad}: ")
 
 
 # -- the example script ----------------------------------------------------
@@ -389,10 +402,12 @@ def test_basic_mesh_example_runs_unchanged(tmp_path):
     out = tmp_path / "output" / "basic_mesh"
     meshes = sorted((out / "meshes").glob("mesh_*.npz"))
     rows = _rows(out / "means.parquet")
-    assert len(meshes) == 20 and len(rows) == 20
+    assert len(meshes) == 20
+    assert len(rows) == 20
     assert len(list(out.glob("*.db"))) == 1  # resume=True reuses one database
     assert "Pipeline metrics: 20 indices (20 completed, 0 failed)" in first.stdout
-    assert "Mean Statistics" in first.stdout and "source" in first.stdout
+    assert "Mean Statistics" in first.stdout
+    assert "source" in first.stdout
     assert "20 already done, 0 run now" in again.stdout
     source = RandomMeshSource(n_samples=20, n_points=500, n_cells=200)
     for row in rows[:3]:

@@ -1,6 +1,6 @@
 """Execution of single indices with profiling, in whatever process runs them.
 
-A worker holds one :class:`IndexRunner` for the duration of a run; so does the
+A worker keeps one :class:`IndexRunner` for the duration of a run; so does the
 driver for the sequential backend and ``pipeline[i]``. The runner keeps the
 pipeline, this process's store writer (``None`` when records travel back to
 the driver), the worker's id, the memory probes and the log capture.

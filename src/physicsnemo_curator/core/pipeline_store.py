@@ -286,6 +286,9 @@ class PipelineStore:
         if rate is not None and total is not None:
             eta = max(0, total - recorded) / rate
         runs = self.runs()
+        status = None
+        if runs:
+            status = "abandoned" if run_abandoned(runs[-1]) else runs[-1]["status"]
         return {
             "db_path": str(self.db_path),
             "source_name": self.meta().get("source_name"),
@@ -299,7 +302,7 @@ class PipelineStore:
             "eta_s": eta,
             "first_started_at": first,
             "last_finished_at": last,
-            "status": (None if not runs else "abandoned" if run_abandoned(runs[-1]) else runs[-1]["status"]),
+            "status": status,
         }
 
     def summary_html(self, total: int | None = None) -> str:

@@ -337,6 +337,7 @@ class StoreWriter:
         if replaced:
             for table in ("stage_times", "outputs", "artifacts"):
                 conn.executemany(f"DELETE FROM {table} WHERE idx=?", replaced)  # noqa: S608 - fixed table names
+
         conn.executemany(
             "INSERT OR REPLACE INTO indices (idx, status, run_id, worker_id, started_at, wall_ns, cpu_ns, "
             "peak_mem, rss_peak, gpu_mem, error_type, error_message, traceback, exception) "
@@ -354,9 +355,11 @@ class StoreWriter:
             [(r.index, position, wall, cpu) for r in records for position, wall, cpu in r.stages],
         )
         conn.executemany("INSERT INTO outputs (idx, path) VALUES (?,?)", [(r.index, p) for r in records for p in r.outputs])
+
         artifacts = [(r.index, position, r.worker_id, p) for r in records for position, p in r.artifacts]
         if artifacts:
             conn.executemany("INSERT INTO artifacts (idx, position, worker_id, path) VALUES (?,?,?,?)", artifacts)
+
         logs = [(ts, r.index, r.worker_id, level, name, message) for r in records for ts, level, name, message in r.logs]
         if logs:
             conn.executemany("INSERT INTO logs (ts, idx, worker_id, level, logger, message) VALUES (?,?,?,?,?,?)", logs)

@@ -215,7 +215,7 @@ def list_runs(directory: str | os.PathLike[str] | None = None) -> list[dict[str,
             "failed": None,
             "total": None,
             "started_at": None,
-            # The WAL holds recent records until a checkpoint, so it counts toward the size.
+            # The WAL contains recent records until a checkpoint, so it counts toward the size.
             "size": sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists()),
             "error": None,
         }

@@ -233,9 +233,9 @@ def gather_pipeline(pipeline: Pipeline) -> dict[str, list[str]]:
     """Merge what stateful filters flushed in each worker into their final artifacts.
 
     Calls each filter class's ``merge(shard_paths, config)`` once with the
-    paths its workers flushed or reported per index (files that no longer
-    exist are left out), records the returned paths as artifacts of the run
-    (with no index and no worker) and returns ``{filter name: paths}``.
+    paths its workers flushed or reported per index; files that no longer
+    exist are left out. The returned paths are recorded as artifacts of the
+    run, with no index and no worker. Returns ``{filter name: paths}``.
     """
     if not pipeline.track_metrics or not pipeline.db_path.exists():
         return {}

@@ -204,8 +204,8 @@ class ProcessPoolBackend:
             chunk_id, chunk = worker.chunk
             leftover = job.recover(chunk.indices)
             if running not in leftover and leftover:
-                # The slot was cleared before the death was seen; blame the first index not recorded,
-                # so an index that always ends its worker cannot be retried forever.
+                # The slot was cleared before the death was seen. Blaming the first index not recorded
+                # keeps an index that always ends its worker from being retried forever.
                 running = leftover[0]
             if running in leftover:
                 worker_id = worker.worker_id

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import physicsnemo_curator.run
+from physicsnemo_curator.run import list_backends
 from physicsnemo_curator.core.pipeline import Pipeline
 from physicsnemo_curator.domains.atm.filters.rdf import SupercellRDFFilter
 from physicsnemo_curator.domains.atm.filters.stats import AtomicStatsFilter
@@ -110,12 +111,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_run_options(backend: str, n_jobs: int) -> None:
+    """Raise ValueError for an unknown backend or an invalid job count, before anything is created."""
+    known = {info.name for info in list_backends()}
+    if backend not in known:
+        raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(sorted(known))}")
+    if n_jobs < 1 and n_jobs != -1:
+        raise ValueError(f"--n-jobs {n_jobs} is invalid; use a positive int, or -1 for one job per CPU")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo; return 0 when every structure completed, 1 when some failed, 2 for bad options."""
     out = Path(args.out)
     try:
         names = [n for n in args.structures.split(",") if n.strip()] if args.structures else None
-        repeat = args.repeat if args.repeat is not None else (1 if args.subset or names else DEFAULT_REPEAT)
+        repeat = args.repeat
+        if repeat is None:
+            repeat = 1 if args.subset or names else DEFAULT_REPEAT
+        _check_run_options(args.backend, args.n_jobs)
         pipeline = build_pipeline(out, names=names, subset=args.subset, repeat=repeat, target_atoms=args.target_atoms, output_format=args.output_format)
         total = len(pipeline)
     except (ValueError, ImportError) as exc:
@@ -125,7 +138,12 @@ def run(args: argparse.Namespace) -> int:
     db_path = Path(pipeline.db_path)
 
     kinds = ", ".join(COLLECTIONS)
-    jobs = 1 if args.backend == "sequential" else (os.cpu_count() or 1) if args.n_jobs == -1 else args.n_jobs
+    if args.backend == "sequential":
+        jobs = 1
+    elif args.n_jobs == -1:
+        jobs = os.cpu_count() or 1
+    else:
+        jobs = args.n_jobs
     print(f"psnc demo: {total} structures ({len(pipeline.source.entries)} from ASE's {kinds} x {repeat}), backend {args.backend} with {jobs} job(s)")
     print(f"  database: {db_path}")
     with _dashboard(db_path, args.port, serve=not args.no_serve) as url:
